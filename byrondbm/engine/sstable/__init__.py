@@ -1,0 +1,13 @@
+"""Sorted string tables: immutable on-disk runs of entries with a bloom filter, a hash index, a block
+index and a shared cache of decoded blocks. Byte layout: format.py (file), block.py, bloom.py, hash_index.py.
+"""
+
+from __future__ import annotations
+
+from .bloom import key_hashes
+from .cache import BlockCache
+from .format import TableProperties
+from .reader import TableReader
+from .writer import TableWriter
+
+__all__ = ["BlockCache", "TableProperties", "TableReader", "TableWriter", "key_hashes"]

@@ -1,0 +1,210 @@
+"""Data blocks and the index block: building them, and decoding them into ready lookup structures.
+
+Data block contents (integers little-endian; varint = LEB128, as records.encode_varint)::
+
+    entry* | restart offsets: u32 × n | n: u32
+    entry = shared: varint | unshared: varint | value_len: varint | key[shared:] (unshared bytes) |
+            tag: u64 | value (value_len bytes)
+    tag   = seq << 2 | kind      kind 0 tombstone (value_len 0), 1 inline value,
+                                 2 large value: value = run offset u64 | value length u64 (value_len 16)
+
+Keys are delta-encoded against the previous entry's key (``shared`` bytes in common); every
+RESTART_INTERVAL-th entry is a restart point with ``shared = 0``, whose offset is listed in the trailer.
+Entries are in entry order: key ascending, then newest (highest seq) first; one key may have many versions,
+and they may continue into the next block.
+
+Index block contents (one row per data block, in file order)::
+
+    n: u32 | offsets: u64 × n | sizes: u32 × n | key lengths: u32 × n | last keys, concatenated
+
+Both are framed as every block is (type byte + CRC32 trailer, see format.py).
+"""
+
+from __future__ import annotations
+
+import struct
+from itertools import accumulate
+from typing import Dict, List, NamedTuple, Tuple, Union
+
+from ...errors import CorruptionError
+from ..records import decode_varint, encode_varint
+
+RESTART_INTERVAL = 16
+KIND_TOMBSTONE = 0
+KIND_VALUE = 1
+KIND_LARGE = 2
+
+_U32 = struct.Struct("<I")
+_TAG = struct.Struct("<Q")
+LARGE_REF = struct.Struct("<QQ")
+
+
+class LargeValue(NamedTuple):
+    """Where a value stored out of line lives: the offset of its chunk run and the value's length."""
+
+    offset: int
+    length: int
+
+
+StoredValue = Union[bytes, None, LargeValue]
+BlockEntry = Tuple[bytes, int, StoredValue]
+DecodedBlock = Tuple[List[BlockEntry], Dict[bytes, BlockEntry], bool]
+"""``(entries, newest, has_large)``: the entries in order, each key's first (newest) entry in this block,
+and whether any value is a `LargeValue` the reader must resolve. This is what the block cache holds."""
+
+
+def shared_prefix(a: bytes, b: bytes) -> int:
+    """Length of the common prefix of ``a`` and ``b``, in C: XOR as big integers, count equal leading bytes."""
+    n = min(len(a), len(b))
+    x = int.from_bytes(a[:n], "big") ^ int.from_bytes(b[:n], "big")
+    return n - ((x.bit_length() + 7) >> 3)
+
+
+class BlockBuilder:
+    """Accumulates the entries of one data block. ``add`` is O(key + value) (bytes are only referenced
+    until `finish` joins them once)."""
+
+    __slots__ = ("_parts", "_restarts", "_count", "size", "last_key")
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._restarts: list[int] = []
+        self._count = 0
+        self.size = 0
+        """Bytes of entries so far (the restart trailer excluded)."""
+        self.last_key = b""
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, key: bytes, tag: int, value: bytes) -> None:
+        """Append one entry; the caller guarantees entry order. ``value`` is the stored field."""
+        if self._count % RESTART_INTERVAL:
+            shared = shared_prefix(self.last_key, key)
+        else:
+            shared = 0
+            self._restarts.append(self.size)
+        unshared = len(key) - shared
+        vlen = len(value)
+        if (shared | unshared | vlen) < 0x80:
+            header = bytes((shared, unshared, vlen))
+        else:
+            header = encode_varint(shared) + encode_varint(unshared) + encode_varint(vlen)
+        self._parts += (header, key[shared:], _TAG.pack(tag), value)
+        self.size += len(header) + unshared + 8 + vlen
+        self._count += 1
+        self.last_key = key
+
+    def estimated_size(self) -> int:
+        """Bytes `finish` would return now."""
+        return self.size + 4 * len(self._restarts) + 4
+
+    def finish(self) -> bytes:
+        """The block contents (without the type/CRC trailer); resets the builder for the next block."""
+        restarts = self._restarts
+        self._parts.append(struct.pack(f"<{len(restarts)}I", *restarts))
+        self._parts.append(_U32.pack(len(restarts)))
+        contents = b"".join(self._parts)
+        self._parts = []
+        self._restarts = []
+        self._count = 0
+        self.size = 0
+        return contents
+
+
+def decode_block(raw: bytes, size: int, path: str) -> DecodedBlock:
+    """Decode the data block held in ``raw[:size]`` (already CRC-checked).
+
+    Cost: O(entries) Python steps, one slice per key suffix and value, no copy of the whole block.
+    Lengths that do not fit raise `CorruptionError`, never `IndexError`/`struct.error`.
+    """
+    try:
+        if size < 4:
+            raise CorruptionError("data block shorter than its restart count", path)
+        (num_restarts,) = _U32.unpack_from(raw, size - 4)
+        limit = size - 4 - 4 * num_restarts
+        if num_restarts == 0 or limit <= 0:
+            raise CorruptionError("data block restart array does not fit", path)
+        entries: list[BlockEntry] = []
+        append = entries.append
+        newest: dict[bytes, BlockEntry] = {}
+        first = newest.setdefault
+        unpack_tag = _TAG.unpack_from
+        has_large = False
+        prev = b""
+        pos = 0
+        while pos < limit:
+            shared = raw[pos]
+            unshared = raw[pos + 1]
+            vlen = raw[pos + 2]
+            if (shared | unshared | vlen) < 0x80:
+                pos += 3
+            else:
+                shared, pos = decode_varint(raw, pos)
+                unshared, pos = decode_varint(raw, pos)
+                vlen, pos = decode_varint(raw, pos)
+            kend = pos + unshared
+            if shared:
+                if shared > len(prev):
+                    raise CorruptionError("data block key shares more bytes than its predecessor has", path)
+                key = prev[:shared] + raw[pos:kend]
+            else:
+                key = raw[pos:kend]
+            (tag,) = unpack_tag(raw, kend)
+            pos = kend + 8 + vlen
+            kind = tag & 3
+            if kind == KIND_VALUE:
+                entry = (key, -(tag >> 2), raw[kend + 8 : pos])
+            elif kind == KIND_TOMBSTONE and vlen == 0:
+                entry = (key, -(tag >> 2), None)
+            elif kind == KIND_LARGE and vlen == 16:
+                entry = (key, -(tag >> 2), LargeValue(*LARGE_REF.unpack_from(raw, kend + 8)))
+                has_large = True
+            else:
+                raise CorruptionError(f"data block entry has kind {kind} with a {vlen}-byte value", path)
+            append(entry)
+            first(key, entry)
+            prev = key
+        if pos != limit:
+            raise CorruptionError("data block entries overrun the restart array", path)
+    except (IndexError, ValueError, struct.error):
+        raise CorruptionError("data block entry truncated", path) from None
+    return entries, newest, has_large
+
+
+def restart_offsets(raw: bytes, size: int) -> list[int]:
+    """The restart array of a block `decode_block` accepted (for `TableReader.check`)."""
+    (n,) = _U32.unpack_from(raw, size - 4)
+    return list(struct.unpack_from(f"<{n}I", raw, size - 4 - 4 * n))
+
+
+def encode_index(last_keys: list[bytes], offsets: list[int], sizes: list[int]) -> bytes:
+    n = len(last_keys)
+    return b"".join(
+        (
+            _U32.pack(n),
+            struct.pack(f"<{n}Q", *offsets),
+            struct.pack(f"<{n}I", *sizes),
+            struct.pack(f"<{n}I", *map(len, last_keys)),
+            *last_keys,
+        )
+    )
+
+
+def decode_index(raw: bytes, size: int, path: str) -> tuple[list[bytes], list[int], list[int]]:
+    """``(last_keys, offsets, sizes)`` of the data blocks. Cost: O(blocks), mostly in C."""
+    try:
+        (n,) = _U32.unpack_from(raw, 0)
+        head = 4 + 16 * n
+        if head > size:
+            raise CorruptionError("index block count does not fit the block", path)
+        offsets = list(struct.unpack_from(f"<{n}Q", raw, 4))
+        sizes = list(struct.unpack_from(f"<{n}I", raw, 4 + 8 * n))
+        ends = list(accumulate(struct.unpack_from(f"<{n}I", raw, 4 + 12 * n), initial=head))
+    except struct.error:
+        raise CorruptionError("index block truncated", path) from None
+    if ends[-1] != size:
+        raise CorruptionError("index block keys do not fill the block", path)
+    keys = [raw[a:b] for a, b in zip(ends, ends[1:])]
+    return keys, offsets, sizes
+

@@ -1,0 +1,282 @@
+"""TableReader: point lookups, range iteration and verification of one table file (layout: format.py).
+
+Opening reads and checks the footer, properties, index, filter and hash index and keeps them in memory
+(~ last keys + 60 bytes a block, bits_per_key/8 + 2..8 bytes a key). Data blocks are read with `os.pread`
+on demand, CRC-checked, decoded once and shared through the `BlockCache`.
+
+The file descriptor lives as long as the reader: `close()` or, failing that, garbage collection closes it
+(`weakref.finalize`). The engine may unlink the file earlier; POSIX keeps it readable while open.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from bisect import bisect_left
+from collections.abc import Iterator
+
+from ...errors import CorruptionError, error
+from ..records import Entry
+from .block import DecodedBlock, LargeValue, decode_block, decode_index, restart_offsets
+from .bloom import BloomFilter, key_hashes
+from .cache import BlockCache
+from .format import (
+    BLOCK_CHUNK,
+    BLOCK_DATA,
+    BLOCK_FILTER,
+    BLOCK_HASH_INDEX,
+    BLOCK_INDEX,
+    BLOCK_PROPERTIES,
+    CHUNK_SIZE,
+    FOOTER_SIZE,
+    TRAILER_SIZE,
+    TableProperties,
+    decode_footer,
+    decode_properties,
+    read_block,
+    read_exact,
+    run_size,
+    verify_trailer,
+)
+from .hash_index import ABSENT, COLLISION, HashIndex
+
+
+class TableReader:
+    """Read access to one immutable table; safe to use from many threads at once."""
+
+    def __init__(self, path: str, number: int, cache: BlockCache) -> None:
+        self.path = path
+        self.number = number
+        self.bloom_checks = 0
+        self.bloom_negatives = 0
+        self._cache = cache
+        self._closed = False
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise CorruptionError(f"cannot open table ({exc.strerror})", path) from exc
+        self._fd = fd
+        self._finalizer = weakref.finalize(self, os.close, fd)
+        try:
+            self._load_meta()
+        except BaseException:
+            self.close()
+            raise
+
+    def _load_meta(self) -> None:
+        fd, path = self._fd, self.path
+        size = os.fstat(fd).st_size
+        if size < FOOTER_SIZE:
+            raise CorruptionError(f"table of {size} bytes is shorter than a footer", path)
+        footer = decode_footer(read_exact(fd, FOOTER_SIZE, size - FOOTER_SIZE, path), size, path)
+        handle = footer.properties
+        props = decode_properties(read_block(fd, *handle, BLOCK_PROPERTIES, path), handle.size, path)
+        if props.file_size != size or props.data_size != footer.filter.offset or props.num_entries <= 0:
+            raise CorruptionError("table properties disagree with the file", path)
+        handle = footer.index
+        keys, offsets, sizes = decode_index(read_block(fd, *handle, BLOCK_INDEX, path), handle.size, path)
+        if not keys or len(keys) != props.num_data_blocks or keys[-1] != props.largest_key:
+            raise CorruptionError("table index disagrees with the properties", path)
+        end = 0
+        for offset, block_size in zip(offsets, sizes):
+            if offset < end:
+                raise CorruptionError("table index handles overlap", path)
+            end = offset + block_size + TRAILER_SIZE
+        if end != props.data_size:
+            raise CorruptionError("table index does not end at the data area's end", path)
+        if any(a > b for a, b in zip(keys, keys[1:])):
+            raise CorruptionError("table index keys out of order", path)
+        handle = footer.filter
+        bloom = BloomFilter(read_block(fd, *handle, BLOCK_FILTER, path)[: handle.size], path)
+        handle = footer.hash_index
+        hash_index = HashIndex(read_block(fd, *handle, BLOCK_HASH_INDEX, path)[: handle.size], len(keys), path)
+
+        self.properties: TableProperties = props
+        self.smallest: bytes = props.smallest_key
+        self.largest: bytes = props.largest_key
+        self._bloom = bloom
+        self._hash_index = hash_index
+        self._may_contain = bloom.may_contain
+        self._lookup = hash_index.lookup
+        self._last_keys = keys
+        self._offsets = offsets
+        self._sizes = sizes
+        self._num_blocks = len(keys)
+        self._cache_keys = [(self.number, offset) for offset in offsets]
+
+    def __repr__(self) -> str:
+        return f"<TableReader {self.number} {self.path!r}{' closed' if self._closed else ''}>"
+
+    def get(self, key: bytes, hashes: tuple[int, int], read_negseq: int) -> Entry | None:
+        """The newest entry of ``key`` with ``negseq >= read_negseq``, a tombstone included, or None.
+
+        Cost when the block is cached: bloom probes, one hash bucket, one cache hit, one dict lookup.
+        """
+        if self._closed:
+            raise error(f"table {self.path} is closed")
+        self.bloom_checks += 1
+        if not self._may_contain(hashes):
+            self.bloom_negatives += 1
+            return None
+        b = self._lookup(hashes[1])
+        if b < 0:
+            if b == ABSENT:
+                return None
+            b = bisect_left(self._last_keys, key)
+            if b == self._num_blocks:
+                return None
+        entries, newest, _ = self._block(b)
+        entry = newest.get(key)
+        if entry is None:
+            return None
+        if entry[1] < read_negseq:
+            entry = self._older(key, read_negseq, b, entries)
+            if entry is None:
+                return None
+        if entry[2].__class__ is LargeValue:
+            return (key, entry[1], self._read_large(entry[2]))
+        return entry  # type: ignore[return-value]
+
+    def _older(self, key: bytes, read_negseq: int, b: int, entries: list) -> Entry | None:
+        """The first entry at or after ``(key, read_negseq)``, following the key into later blocks."""
+        probe = (key, read_negseq)
+        while True:
+            i = bisect_left(entries, probe)
+            if i < len(entries):
+                entry = entries[i]
+                return entry if entry[0] == key else None
+            b += 1
+            if b == self._num_blocks:
+                return None
+            entries = self._block(b)[0]
+
+    def iter(self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False) -> Iterator[Entry]:
+        """Entries with ``start <= key < stop`` in entry order, or exactly reversed. Lazy: blocks are read
+        as the consumer advances; large values come back as bytes."""
+        if self._closed:
+            raise error(f"table {self.path} is closed")
+        if start is not None and stop is not None and start >= stop:
+            return iter(())
+        return self._backward(start, stop) if reverse else self._forward(start, stop)
+
+    def _forward(self, start: bytes | None, stop: bytes | None) -> Iterator[Entry]:
+        keys = self._last_keys
+        b = 0 if start is None else bisect_left(keys, start)
+        while b < self._num_blocks:
+            entries, _, has_large = self._block(b)
+            i = 0 if start is None else bisect_left(entries, (start,))
+            j = len(entries) if stop is None or keys[b] < stop else bisect_left(entries, (stop,))
+            yield from self._resolved(entries[i:j]) if has_large else entries[i:j]
+            if j < len(entries):
+                return
+            start = None
+            b += 1
+
+    def _backward(self, start: bytes | None, stop: bytes | None) -> Iterator[Entry]:
+        b = self._num_blocks - 1 if stop is None else min(bisect_left(self._last_keys, stop), self._num_blocks - 1)
+        while b >= 0:
+            entries, _, has_large = self._block(b)
+            i = 0 if start is None else bisect_left(entries, (start,))
+            j = len(entries) if stop is None else bisect_left(entries, (stop,))
+            part = entries[i:j]
+            part.reverse()
+            yield from self._resolved(part) if has_large else part
+            if i > 0:
+                return
+            stop = None
+            b -= 1
+
+    def _resolved(self, entries: list) -> Iterator[Entry]:
+        read_large = self._read_large
+        for entry in entries:
+            if entry[2].__class__ is LargeValue:
+                yield (entry[0], entry[1], read_large(entry[2]))
+            else:
+                yield entry
+
+    def _block(self, b: int) -> DecodedBlock:
+        """Data block ``b``, decoded, from the cache or the file (then cached)."""
+        cache_key = self._cache_keys[b]
+        block = self._cache.get(cache_key)
+        if block is None:
+            size = self._sizes[b]
+            block = decode_block(self._read(self._offsets[b], size, BLOCK_DATA), size, self.path)
+            self._cache.put(cache_key, block, size)
+        return block  # type: ignore[return-value]
+
+    def _read(self, offset: int, size: int, block_type: int) -> bytes:
+        if self._closed:
+            raise error(f"table {self.path} is closed")
+        return read_block(self._fd, offset, size, block_type, self.path)
+
+    def _read_large(self, ref: LargeValue) -> bytes:
+        """Read, verify and join the chunk run of a large value. Cost: one pread, O(length) in C."""
+        offset, length = ref
+        total = run_size(length)
+        if offset + total > self.properties.data_size:
+            raise CorruptionError("large value runs past the data area", self.path)
+        if self._closed:
+            raise error(f"table {self.path} is closed")
+        raw = read_exact(self._fd, total, offset, self.path)
+        view = memoryview(raw)
+        parts = []
+        pos = 0
+        for start in range(0, length, CHUNK_SIZE):
+            size = min(CHUNK_SIZE, length - start)
+            verify_trailer(raw, pos, size, BLOCK_CHUNK, self.path)
+            parts.append(view[pos : pos + size])
+            pos += size + TRAILER_SIZE
+        return b"".join(parts)
+
+    def check(self) -> int:
+        """Read and verify every block and large-value run (bypassing the cache), entry order, and that
+        the filter, hash index, index and properties agree with the data. Returns the entries seen."""
+        path = self.path
+        props = self.properties
+        prev: tuple[bytes, int] | None = None
+        count = deletions = 0
+        min_seq, max_seq = props.max_seq, props.min_seq
+        pos = 0
+        for b in range(self._num_blocks):
+            offset, size = self._offsets[b], self._sizes[b]
+            raw = self._read(offset, size, BLOCK_DATA)
+            entries = decode_block(raw, size, path)[0]
+            restarts = restart_offsets(raw, size)
+            if restarts[0] != 0 or any(x >= y for x, y in zip(restarts, restarts[1:])):
+                raise CorruptionError(f"data block {b} has a bad restart array", path)
+            for key, negseq, value in entries:
+                if prev is not None and (key, negseq) <= prev:
+                    raise CorruptionError(f"entries out of order in data block {b}", path)
+                if prev is None:
+                    if key != props.smallest_key:
+                        raise CorruptionError("table smallest key disagrees with its entries", path)
+                if prev is None or key != prev[0]:
+                    hashes = key_hashes(key)
+                    if not self._bloom.may_contain(hashes):
+                        raise CorruptionError(f"bloom filter misses a key of data block {b}", path)
+                    if self._hash_index.lookup(hashes[1]) not in (b, COLLISION):
+                        raise CorruptionError(f"hash index misplaces a key of data block {b}", path)
+                prev = (key, negseq)
+                if value is None:
+                    deletions += 1
+                elif value.__class__ is LargeValue:
+                    if value.offset != pos:  # type: ignore[union-attr]
+                        raise CorruptionError(f"large value of data block {b} is not where expected", path)
+                    self._read_large(value)  # type: ignore[arg-type]
+                    pos += run_size(value.length)  # type: ignore[union-attr]
+                min_seq = min(min_seq, -negseq)
+                max_seq = max(max_seq, -negseq)
+            count += len(entries)
+            if offset != pos:
+                raise CorruptionError(f"unexplained bytes before data block {b}", path)
+            pos = offset + size + TRAILER_SIZE
+            if entries[-1][0] != self._last_keys[b]:
+                raise CorruptionError(f"index key of data block {b} is not its last key", path)
+        if (count, deletions, min_seq, max_seq) != (props.num_entries, props.num_deletions, props.min_seq, props.max_seq):
+            raise CorruptionError("table properties disagree with its entries", path)
+        return count
+
+    def close(self) -> None:
+        """Close the file descriptor; idempotent. Later reads raise `byrondbm.error`."""
+        self._closed = True
+        self._finalizer()
