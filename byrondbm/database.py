@@ -1,0 +1,365 @@
+"""`Database`: the `dbm` mapping over the engine, plus the gdbm and bsddb surfaces, scans, batches and
+snapshots. Knows flags and `str` keys; knows nothing of blocks or levels (the engine's business).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
+from types import TracebackType
+from typing import Any, Optional, Union
+
+from .engine.engine import BUFFERED, OS, SYNC, Engine
+from .errors import error
+from .options import Options
+
+Key = Union[bytes, bytearray, memoryview, str]
+
+open_flags = "rwcnfsu"
+_CLEAR_BATCH = 10_000
+
+
+def to_bytes(value: object, what: str = "key") -> bytes:
+    """Coerce a key or value: bytes as is, str as UTF-8, any other buffer copied; else `TypeError`."""
+    if type(value) is bytes:
+        return value  # type: ignore[return-value]
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{what} must be bytes, bytearray, memoryview or str, not {type(value).__name__}")
+
+
+def _bound(value: Optional[Key], what: str) -> Optional[bytes]:
+    return None if value is None else to_bytes(value, what)
+
+
+def parse_flag(flag: str) -> tuple[str, str, bool]:
+    """``(kind, durability, lock)`` from a dbm flag string such as ``"c"``, ``"cs"``, ``"ru"``."""
+    if not isinstance(flag, str) or not flag:
+        raise error(f"flag must be a non-empty string such as 'c', not {flag!r}")
+    kind, modifiers = flag[0], flag[1:]
+    if kind not in "rwcn":
+        raise error(f"flag {flag!r}: the first character must be one of 'r', 'w', 'c', 'n'")
+    for m in modifiers:
+        if m not in "fsu":
+            raise error(f"flag {flag!r}: unknown modifier {m!r} (supported: 'f', 's', 'u')")
+    if "f" in modifiers and "s" in modifiers:
+        raise error(f"flag {flag!r}: 'f' (fast) and 's' (synchronous) contradict each other")
+    durability = BUFFERED if "f" in modifiers else SYNC if "s" in modifiers else OS
+    return kind, durability, "u" not in modifiers
+
+
+class _Scan:
+    """Shared by `Database` and `Snapshot`: the argument handling of ``scan``."""
+
+    _engine: Engine
+
+    def _read_seq(self) -> Optional[int]:
+        return None
+
+    def scan(
+        self,
+        start: Optional[Key] = None,
+        stop: Optional[Key] = None,
+        *,
+        prefix: Optional[Key] = None,
+        reverse: bool = False,
+        keys_only: bool = False,
+    ) -> Iterator[Any]:
+        """Lazy ``(key, value)`` pairs (keys with ``keys_only``) of ``[start, stop)`` in key order, as of the call.
+
+        Writes, flushes and compactions while it runs never make it raise, skip or repeat a key.
+        Cost: O(log k) per pair for k sources, blocks read as reached.
+        """
+        items = self._engine.iterate(
+            _bound(start, "start"), _bound(stop, "stop"), bool(reverse), self._read_seq(), _bound(prefix, "prefix")
+        )
+        if keys_only:
+            return (k for k, _ in items)
+        return items
+
+
+class Database(_Scan, MutableMapping[bytes, bytes]):
+    """A persistent, sorted mapping of bytes to bytes in one directory. Thread-safe."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._cursor: Optional[bytes] = None
+        self._cursor_lock = threading.Lock()
+
+    # -- the dbm mapping
+
+    def __getitem__(self, key: Key) -> bytes:
+        value = self._engine.get(to_bytes(key))
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: Key, default: Any = None) -> Any:  # type: ignore[override]
+        value = self._engine.get(to_bytes(key))
+        return default if value is None else value
+
+    def __setitem__(self, key: Key, value: Key) -> None:
+        self._engine.write(((to_bytes(key), to_bytes(value, "value")),))
+
+    def __delitem__(self, key: Key) -> None:
+        k = to_bytes(key)
+        if self._engine.get(k) is None:
+            raise KeyError(key)
+        self._engine.write(((k, None),))
+
+    def __contains__(self, key: object) -> bool:
+        return self._engine.get(to_bytes(key)) is not None
+
+    def __len__(self) -> int:
+        """Exact; O(1) except right after writes (see Engine.count)."""
+        return self._engine.count()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.scan(keys_only=True)
+
+    def keys(self) -> list[bytes]:  # type: ignore[override]
+        """A sorted list, as every dbm module returns."""
+        return list(self.scan(keys_only=True))
+
+    def items(self) -> ItemsView[bytes, bytes]:
+        return _Items(self)
+
+    def values(self) -> ValuesView[bytes]:
+        return _Values(self)
+
+    def clear(self) -> None:
+        """Delete every key, in batches of 10,000 (each batch atomic)."""
+        while True:
+            keys = [k for k, _ in zip(self.scan(keys_only=True), range(_CLEAR_BATCH))]
+            if not keys:
+                return
+            self._engine.write([(k, None) for k in keys])
+
+    def sync(self) -> None:
+        """Everything written so far is durable on disk when this returns."""
+        self._engine.sync()
+
+    def close(self) -> None:
+        """Close (idempotent). Iterators still running raise `byrondbm.error` at their next step."""
+        self._engine.close()
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        engine = getattr(self, "_engine", None)
+        if engine is not None:
+            try:
+                engine.close()
+            except Exception:
+                pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._engine.closed else ("read-only" if self._engine.read_only else "open")
+        return f"<byrondbm.Database {self._engine.directory!r} {state}>"
+
+    # -- beyond dbm
+
+    def batch(self) -> "Batch":
+        """``with db.batch() as b:`` collects puts and deletes, applied all or nothing on a clean exit."""
+        self._engine._check_writable()
+        return Batch(self._engine)
+
+    def snapshot(self) -> "Snapshot":
+        """A read-only mapping frozen now; release it with ``with`` or `Snapshot.close`."""
+        return Snapshot(self._engine)
+
+    def compact(self) -> None:
+        """Full compaction now: reclaims the space of deleted and overwritten data."""
+        self._engine._check_writable()
+        self._engine.compact()
+
+    reorganize = compact  # dbm.gnu's name
+
+    def stats(self) -> dict[str, Any]:
+        return self._engine.stats()
+
+    def check(self) -> dict[str, Any]:
+        """Verify every checksum of every table; a report dict (``ok``, ``problems``, counts)."""
+        return self._engine.check()
+
+    def _check(self) -> None:
+        self._engine._check()
+
+    # -- dbm.gnu's key walk
+
+    def firstkey(self) -> Optional[bytes]:
+        return next(self.scan(keys_only=True), None)
+
+    def nextkey(self, key: Key) -> Optional[bytes]:
+        return next(self.scan(_after(to_bytes(key)), keys_only=True), None)
+
+    # -- the bsddb cursor (what shelve.BsdDbShelf calls)
+
+    def _move(self, found: Optional[tuple[bytes, bytes]], what: str) -> tuple[bytes, bytes]:
+        if found is None:
+            raise KeyError(what)
+        with self._cursor_lock:
+            self._cursor = found[0]
+        return found
+
+    def first(self) -> tuple[bytes, bytes]:
+        return self._move(next(self.scan(), None), "database is empty")
+
+    def last(self) -> tuple[bytes, bytes]:
+        return self._move(next(self.scan(reverse=True), None), "database is empty")
+
+    def next(self) -> tuple[bytes, bytes]:
+        """The pair after the cursor (the first pair if the cursor is unset)."""
+        cursor = self._cursor
+        start = None if cursor is None else _after(cursor)
+        return self._move(next(self.scan(start), None), "no key after the cursor")
+
+    __next__ = next
+
+    def previous(self) -> tuple[bytes, bytes]:
+        """The pair before the cursor (the last pair if the cursor is unset)."""
+        cursor = self._cursor
+        return self._move(next(self.scan(None, cursor, reverse=True), None), "no key before the cursor")
+
+    def set_location(self, key: Key) -> tuple[bytes, bytes]:
+        """Move to the smallest key >= ``key``."""
+        return self._move(next(self.scan(to_bytes(key)), None), f"no key at or after {key!r}")
+
+
+def _after(key: bytes) -> bytes:
+    """The smallest key greater than ``key``."""
+    return key + b"\x00"
+
+
+class _Items(ItemsView[bytes, bytes]):
+    _mapping: Database
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        return self._mapping.scan()
+
+
+class _Values(ValuesView[bytes]):
+    _mapping: Database
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (v for _, v in self._mapping.scan())
+
+
+class Batch:
+    """Puts and deletes collected in memory and applied atomically as one log record by `commit`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._ops: list[tuple[bytes, Optional[bytes]]] = []
+        self._done = False
+
+    def put(self, key: Key, value: Key) -> None:
+        self._check()
+        self._ops.append((to_bytes(key), to_bytes(value, "value")))
+
+    def delete(self, key: Key) -> None:
+        """Delete ``key`` when the batch applies; an absent key is not an error."""
+        self._check()
+        self._ops.append((to_bytes(key), None))
+
+    __setitem__ = put
+    __delitem__ = delete
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def _check(self) -> None:
+        if self._done:
+            raise error("batch already applied or discarded")
+
+    def commit(self) -> None:
+        self._check()
+        self._done = True
+        self._engine.write(self._ops)
+
+    def __enter__(self) -> "Batch":
+        return self
+
+    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self._done = True  # an exception inside the block applies nothing
+
+
+class Snapshot(_Scan, Mapping[bytes, bytes]):
+    """A read-only mapping frozen at the moment it was taken. Assignment raises `TypeError`; use after
+    `close` raises `byrondbm.error`. ``len`` costs one scan, then is remembered."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._seq, _ = engine.pin()
+        self._open = True
+        self._len: Optional[int] = None
+
+    def _read_seq(self) -> Optional[int]:
+        if not self._open:
+            raise error("snapshot is released")
+        return self._seq
+
+    def __getitem__(self, key: Key) -> bytes:
+        value = self._engine.get(to_bytes(key), -self._read_seq())  # type: ignore[operator]
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return self._engine.get(to_bytes(key), -self._read_seq()) is not None  # type: ignore[operator]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.scan(keys_only=True)
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = sum(1 for _ in self.scan(keys_only=True))
+        return self._len
+
+    def keys(self) -> list[bytes]:  # type: ignore[override]
+        return list(self.scan(keys_only=True))
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._engine.unpin(self._seq)
+
+    def __enter__(self) -> "Snapshot":
+        return self
+
+    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_open", False):
+            self.close()
+
+
+def open_database(file: Union[str, bytes, os.PathLike[Any]], flag: str = "r", mode: int = 0o666, **options: Any) -> Database:
+    """`byrondbm.open`: see the contract's "Opening" section."""
+    kind, durability, lock = parse_flag(flag)
+    opts = Options.from_kwargs(**options)
+    if isinstance(mode, bool) or not isinstance(mode, int):
+        raise TypeError(f"mode must be an int, not {type(mode).__name__}")
+    directory = os.fsdecode(os.fspath(file))
+    engine = Engine(
+        directory,
+        opts,
+        create=kind in "cn",
+        replace=kind == "n",
+        read_only=kind == "r",
+        durability=durability,
+        lock=lock,
+        mode=mode,
+    )
+    return Database(engine)

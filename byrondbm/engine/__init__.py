@@ -1,0 +1,1 @@
+"""The LSM engine: bytes in, bytes out. Knows nothing of `str`, dbm flags or shelve."""

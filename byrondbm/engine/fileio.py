@@ -1,0 +1,62 @@
+"""Durable file operations: the fsync discipline of DESIGN.md invariant 3 in one place.
+
+macOS's fsync does not reach the platter; there ``F_FULLFSYNC`` is used, as LevelDB's env_posix does.
+"""
+
+from __future__ import annotations
+
+import os
+
+try:
+    import fcntl
+
+    _FULLFSYNC = getattr(fcntl, "F_FULLFSYNC", None)
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
+    _FULLFSYNC = None
+
+
+def sync_fd(fd: int) -> None:
+    """Make what was written to ``fd`` survive a power cut."""
+    if _FULLFSYNC is not None:
+        try:
+            fcntl.fcntl(fd, _FULLFSYNC)
+            return
+        except OSError:
+            pass
+    os.fsync(fd)
+
+
+def sync_dir(directory: str) -> None:
+    """Make the directory's entries (creations, renames, unlinks) durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        sync_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """``os.write`` until every byte is written (a regular file may accept a short write)."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def write_file_atomic(directory: str, name: str, data: bytes, mode: int) -> None:
+    """Replace ``name`` with ``data`` atomically: write a temp file, fsync, rename, fsync the directory."""
+    tmp = os.path.join(directory, name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        write_all(fd, data)
+        sync_fd(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, os.path.join(directory, name))
+    sync_dir(directory)
+
+
+def read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()

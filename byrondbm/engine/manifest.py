@@ -1,0 +1,171 @@
+"""The manifest: the durable history of the set of live files, as version edits (LevelDB's MANIFEST).
+
+Byte layout: a framed file (see framing.py) of records of type ``1`` (EDIT) whose payload is one UTF-8 JSON
+object with any of these fields::
+
+    "next_file": int            next unused file number
+    "last_seq": int             highest sequence number in the tables
+    "count": int                live keys in the tables (exact; with the memtables it gives len())
+    "logs": [int, ...]          logs created, still to be replayed until a flush retires them
+    "log_floor": int            every log numbered below this is retired (its data is in a table)
+    "add": [[level, number, file_size, smallest_hex, largest_hex, min_seq, max_seq, entries, deletions], ...]
+    "del": [[level, number], ...]
+    "pointer": [level, key_hex] where the next compaction of that level starts (round robin)
+
+The first record of a manifest is a full snapshot; later ones are deltas. CURRENT holds the manifest's
+name plus a newline and is replaced atomically (fileio.write_file_atomic). Appends are fsync'ed before the
+edit counts: a table or log is referenced only after it is durable, and a log or input table is deleted
+only after the edit that retires it is durable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from ..errors import CorruptionError
+from . import filenames
+from .fileio import read_file, sync_dir, sync_fd, write_all, write_file_atomic
+from .framing import frame, read_records
+
+EDIT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class FileMeta:
+    """What the manifest knows of a table without opening it."""
+
+    number: int
+    file_size: int
+    smallest: bytes
+    largest: bytes
+    min_seq: int
+    max_seq: int
+    entries: int
+    deletions: int
+
+    def encode(self, level: int) -> list[Any]:
+        return [level, self.number, self.file_size, self.smallest.hex(), self.largest.hex(),
+                self.min_seq, self.max_seq, self.entries, self.deletions]
+
+
+@dataclasses.dataclass
+class ManifestState:
+    """The folded result of all edits: what a version is built from at open."""
+
+    next_file: int = 2
+    last_seq: int = 0
+    count: int = 0
+    logs: list[int] = dataclasses.field(default_factory=list)
+    log_floor: int = 0
+    levels: dict[int, dict[int, FileMeta]] = dataclasses.field(default_factory=dict)
+    pointers: dict[int, bytes] = dataclasses.field(default_factory=dict)
+
+    def apply(self, edit: dict[str, Any]) -> None:
+        """Fold one edit in. Raises KeyError/ValueError/TypeError on malformed edits (callers wrap)."""
+        if "next_file" in edit:
+            self.next_file = max(self.next_file, int(edit["next_file"]))
+        if "last_seq" in edit:
+            self.last_seq = max(self.last_seq, int(edit["last_seq"]))
+        if "count" in edit:
+            self.count = int(edit["count"])
+        if "log_floor" in edit:
+            self.log_floor = max(self.log_floor, int(edit["log_floor"]))
+        for n in edit.get("logs", ()):
+            if int(n) not in self.logs:
+                self.logs.append(int(n))
+        self.logs = sorted(n for n in self.logs if n >= self.log_floor)
+        for level, number in edit.get("del", ()):
+            self.levels.get(int(level), {}).pop(int(number), None)
+        for item in edit.get("add", ()):
+            level, number, size, lo, hi, min_seq, max_seq, entries, deletions = item
+            meta = FileMeta(int(number), int(size), bytes.fromhex(lo), bytes.fromhex(hi),
+                            int(min_seq), int(max_seq), int(entries), int(deletions))
+            self.levels.setdefault(int(level), {})[meta.number] = meta
+        if "pointer" in edit:
+            level, key = edit["pointer"]
+            self.pointers[int(level)] = bytes.fromhex(key)
+
+    def snapshot_edit(self) -> dict[str, Any]:
+        """One edit that recreates this state from nothing."""
+        return {
+            "next_file": self.next_file,
+            "last_seq": self.last_seq,
+            "count": self.count,
+            "logs": list(self.logs),
+            "log_floor": self.log_floor,
+            "add": [meta.encode(level) for level, files in sorted(self.levels.items()) for meta in files.values()],
+        }
+
+
+def encode_edit(edit: dict[str, Any]) -> bytes:
+    return frame(EDIT, json.dumps(edit, separators=(",", ":")).encode())
+
+
+def read_current(directory: str) -> str:
+    """The manifest name CURRENT points at; CorruptionError if CURRENT is unreadable or malformed."""
+    path = filenames.path(directory, filenames.CURRENT)
+    try:
+        data = read_file(path)
+    except OSError as e:
+        raise CorruptionError(f"cannot read CURRENT ({e.strerror})", path) from None
+    name = data.decode("ascii", "replace").strip()
+    if not data.endswith(b"\n") or filenames.parse(name) is None or filenames.parse(name)[0] != "manifest":
+        raise CorruptionError("CURRENT does not name a manifest", path)
+    return name
+
+
+def load(directory: str) -> tuple[ManifestState, str]:
+    """Read CURRENT and fold its manifest. Any damage raises `CorruptionError` naming the file.
+
+    A torn last edit (a crash while appending it) is dropped: nothing it referenced was relied on yet.
+    """
+    name = read_current(directory)
+    path = filenames.path(directory, name)
+    try:
+        data = read_file(path)
+    except OSError as e:
+        raise CorruptionError(f"cannot read manifest ({e.strerror})", path) from None
+    records, _ = read_records(data, path)
+    if not records:
+        raise CorruptionError("manifest holds no valid edit", path)
+    state = ManifestState()
+    for rtype, payload in records:
+        if rtype != EDIT:
+            raise CorruptionError(f"unknown manifest record type {rtype}", path)
+        try:
+            state.apply(json.loads(payload))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise CorruptionError(f"malformed manifest edit ({e})", path) from None
+    return state, name
+
+
+class ManifestWriter:
+    """Appends edits to a new manifest that starts with a full snapshot, then points CURRENT at it."""
+
+    def __init__(self, directory: str, number: int, state: ManifestState, mode: int) -> None:
+        self.directory = directory
+        self.name = filenames.manifest_name(number)
+        self.path = filenames.path(directory, self.name)
+        self._mode = mode
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, mode)
+        self.size = 0
+        self.bytes_written = 0
+        self.append(state.snapshot_edit())
+        sync_dir(directory)
+        write_file_atomic(directory, filenames.CURRENT, (self.name + "\n").encode(), mode)
+
+    def append(self, edit: dict[str, Any]) -> None:
+        """Append one edit and fsync it: when this returns, the edit survives a power cut."""
+        record = encode_edit(edit)
+        write_all(self._fd, record)
+        sync_fd(self._fd)
+        self.size += len(record)
+        self.bytes_written += len(record)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

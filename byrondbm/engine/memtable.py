@@ -1,0 +1,154 @@
+"""The memtable: recent writes, sorted, in memory, backed by one write-ahead log.
+
+A `SortedDict` maps each key to its newest entry, or — while a snapshot or scan is pinned — to the list
+of its entries, oldest first (the older ones are what pinned readers may still need). Point lookups are a
+dict lookup (O(1)); inserting a new key is O(log n); a range scan re-seeks every `CHUNK` keys, so writes may
+go on between chunks without disturbing it (it filters by sequence number).
+
+It also carries what an exact, cheap ``len()`` needs: ``live`` counts its keys whose newest entry is a
+value, and ``new_keys`` lists its keys in first-insertion order; the engine resolves, once per key, whether
+the key was live in the state below this memtable (``prior_live``). The state below a memtable never
+changes (flushes and compactions keep its meaning), so each resolution stays true.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from itertools import islice
+from typing import ContextManager, Union
+
+from sortedcontainers import SortedDict
+
+from .records import Entry
+
+CHUNK = 128
+ENTRY_OVERHEAD = 48  # bytes charged per entry on top of key and value, so tiny entries still fill it
+
+Versions = Union[Entry, list]
+
+
+class Memtable:
+    """Sorted in-memory entries of one log (number ``log_number``)."""
+
+    def __init__(self, log_number: int) -> None:
+        self.log_number = log_number
+        self._map: SortedDict = SortedDict()
+        self.size = 0  # bytes charged
+        self.live = 0
+        self.new_keys: list[bytes] = []
+        self.resolved = 0  # new_keys[:resolved] have their prior liveness summed in prior_live
+        self.prior_live = 0
+        self.entries = 0
+        self.max_seq = 0  # entries arrive in sequence order
+
+    def __len__(self) -> int:
+        """Number of distinct keys."""
+        return len(self._map)
+
+    def put(self, entry: Entry, keep_old: bool) -> None:
+        """Add ``entry`` (newer than any entry of its key here). Keep older versions if ``keep_old``.
+
+        Cost: O(1) for a key already present, O(log n) for a new key.
+        """
+        key = entry[0]
+        m = self._map
+        old = dict.get(m, key)
+        if old is None:
+            m[key] = entry
+            self.new_keys.append(key)
+            if entry[2] is not None:
+                self.live += 1
+        else:
+            if type(old) is list:
+                was_live = old[-1][2] is not None
+                if keep_old:
+                    old.append(entry)
+                else:
+                    dict.__setitem__(m, key, entry)
+            else:
+                was_live = old[2] is not None
+                dict.__setitem__(m, key, [old, entry] if keep_old else entry)
+            self.live += (entry[2] is not None) - was_live
+        value = entry[2]
+        self.size += len(key) + (len(value) if value is not None else 0) + ENTRY_OVERHEAD
+        self.entries += 1
+        self.max_seq = -entry[1]
+
+    def get(self, key: bytes, read_negseq: int) -> Entry | None:
+        """Newest entry of ``key`` with ``negseq >= read_negseq`` (seq at or below the reader's), or None."""
+        e = dict.get(self._map, key)
+        if e is None:
+            return None
+        if type(e) is list:
+            for x in reversed(e):
+                if x[1] >= read_negseq:
+                    return x
+            return None
+        return e if e[1] >= read_negseq else None
+
+    def newest(self, key: bytes) -> Entry | None:
+        """Newest entry of ``key`` whatever its sequence number."""
+        e = dict.get(self._map, key)
+        if type(e) is list:
+            return e[-1]
+        return e
+
+    def iter(
+        self,
+        start: bytes | None = None,
+        stop: bytes | None = None,
+        reverse: bool = False,
+        lock: ContextManager[object] | None = None,
+    ) -> Iterator[Entry]:
+        """Every entry with ``start <= key < stop`` in entry order (or its exact reverse).
+
+        ``lock`` guards each chunk's reads when writers may be inserting (the active memtable); entries
+        added after a chunk was read may or may not be seen, so callers filter by sequence number.
+        """
+        guard = lock if lock is not None else contextlib.nullcontext()
+        irange = self._map.irange
+        get = dict.get
+        m = self._map
+        lo, hi = start, stop
+        lo_inclusive = True
+        hi_inclusive = False
+        while True:
+            with guard:
+                keys = list(islice(irange(lo, hi, (lo_inclusive, hi_inclusive), reverse), CHUNK))
+                chunk = [get(m, k) for k in keys]
+                chunk = [e[:] if type(e) is list else e for e in chunk]
+            for e in chunk:
+                if type(e) is not list:
+                    yield e
+                elif reverse:
+                    yield from e  # oldest first
+                else:
+                    yield from reversed(e)
+            if len(keys) < CHUNK:
+                return
+            if reverse:
+                hi, hi_inclusive = keys[-1], False
+            else:
+                lo, lo_inclusive = keys[-1], False
+
+    def sorted_entries(self) -> Iterator[Entry]:
+        """All entries in entry order, for a flush (the memtable no longer changes then)."""
+        for e in self._map.values():
+            if type(e) is list:
+                yield from reversed(e)
+            else:
+                yield e
+
+    def _check(self) -> None:
+        """Assert the invariants: sorted keys, entries of a key newest last, counts right."""
+        self._map._check()
+        live = 0
+        for key, e in self._map.items():
+            versions = e if type(e) is list else [e]
+            assert all(v[0] == key for v in versions)
+            assert all(versions[i][1] > versions[i + 1][1] for i in range(len(versions) - 1))
+            live += versions[-1][2] is not None
+        assert live == self.live, (live, self.live)
+        assert len(self.new_keys) == len(self._map)
+        assert 0 <= self.resolved <= len(self.new_keys)

@@ -1,0 +1,114 @@
+"""The write-ahead log: every write is appended here before it touches the memtable.
+
+Byte layout: a framed file (see framing.py) of records of type ``1`` (WRITE), whose payload is a batch
+(see records.py). One record per batch, so a batch is recovered whole or not at all.
+
+Durability modes (the contract's flags):
+
+- ``BUFFERED`` ('f'): records collect in the process and reach the OS every 64 KiB, on `sync()` and `close()`.
+- ``OS`` (default): each record is handed to the OS (one ``os.write``) before the write returns, so
+  killing the process loses nothing acknowledged.
+- ``SYNC`` ('s'): as OS, then fsync before returning. Group commit: a writer that finds an fsync in progress
+  waits for it and returns at once if that fsync covered its record, so concurrent writers share fsyncs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from ..errors import CorruptionError
+from .fileio import sync_fd, write_all
+from .framing import frame, read_records
+from .records import Op, decode_batch
+
+WRITE = 1
+BUFFERED, OS, SYNC = "buffered", "os", "sync"
+_BUFFER_LIMIT = 64 * 1024
+
+
+class LogWriter:
+    """Appends framed batch records to one log file. ``add`` is called under the engine's write lock."""
+
+    def __init__(self, path: str, number: int, durability: str, mode: int) -> None:
+        self.path = path
+        self.number = number
+        self._durability = durability
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode)
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._written = os.fstat(self._fd).st_size  # bytes handed to the OS
+        self._synced = self._written
+        self._sync_lock = threading.Lock()
+        self.closed = False
+
+    @property
+    def size(self) -> int:
+        return self._written + self._buffered
+
+    def add(self, payload: bytes) -> int:
+        """Append one record; return the log offset its durability is measured by. Cost: O(len(payload))."""
+        record = frame(WRITE, payload)
+        if self._durability is BUFFERED:
+            self._buffer.append(record)
+            self._buffered += len(record)
+            if self._buffered >= _BUFFER_LIMIT:
+                self.flush()
+            return self._written + self._buffered
+        write_all(self._fd, record)
+        self._written += len(record)
+        return self._written
+
+    def flush(self) -> None:
+        """Hand buffered records to the OS (BUFFERED mode)."""
+        if self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            self._buffered = 0
+            write_all(self._fd, data)
+            self._written += len(data)
+
+    def sync_to(self, offset: int) -> None:
+        """Return once every byte before ``offset`` is fsync'ed; one fsync serves every waiter it covers."""
+        if self._synced >= offset:
+            return
+        with self._sync_lock:
+            if self._synced >= offset or self.closed:
+                return
+            target = self._written
+            sync_fd(self._fd)
+            self._synced = target
+
+    def sync(self) -> None:
+        """Flush the buffer and fsync everything written so far."""
+        self.flush()
+        self.sync_to(self._written)
+
+    def close(self, sync: bool) -> None:
+        """Flush (and fsync if ``sync``) then close. Idempotent."""
+        if self.closed:
+            return
+        with self._sync_lock:
+            self.flush()
+            if sync and self._synced < self._written:
+                sync_fd(self._fd)
+                self._synced = self._written
+            self.closed = True
+            os.close(self._fd)
+
+
+def read_log(path: str) -> tuple[list[tuple[int, list[Op]]], int, int]:
+    """Recover a log: ``(batches, valid_end, file_size)``; each batch is ``(first_seq, ops)``.
+
+    A torn tail (``valid_end < file_size``) is for the caller to drop; damage elsewhere raises
+    `CorruptionError` naming the file.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    records, valid_end = read_records(data, path)
+    batches = []
+    for rtype, payload in records:
+        if rtype != WRITE:
+            raise CorruptionError(f"unknown record type {rtype} in log", path)
+        batches.append(decode_batch(payload, path))
+    return batches, valid_end, len(data)

@@ -1,0 +1,85 @@
+"""Every tunable of a database, validated once at open, with defaults like LevelDB's.
+
+`Options.from_kwargs(**kw)` is the only way options enter: an unknown name raises `TypeError`, a value of
+the wrong type `TypeError`, an out-of-range value `ValueError`, each message naming the option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    memtable_size: int = 4 * MiB
+    """Bytes of keys+values (plus ~32 bytes an entry) a memtable holds before it is flushed to L0."""
+    block_size: int = 4 * KiB
+    """Target uncompressed size of an SSTable data block."""
+    bloom_bits_per_key: int = 10
+    """Bloom filter bits per key (10 gives ~1% false positives); 0 writes no filter."""
+    block_cache_size: int = 8 * MiB
+    """Bytes of decoded data blocks kept in the shared LRU cache; 0 disables the cache."""
+    target_file_size: int = 2 * MiB
+    """Size at which a compaction starts a new output table."""
+    level_ratio: int = 10
+    """Level k+1 may hold `level_ratio` times the bytes of level k."""
+    level1_size: int = 10 * MiB
+    """Target size of level 1; level k's is ``level1_size * level_ratio ** (k - 1)``."""
+    l0_compaction_trigger: int = 4
+    """Number of L0 files that starts an L0 → L1 compaction."""
+    l0_slowdown_trigger: int = 8
+    """Number of L0 files at which each write is delayed ~1 ms (backpressure)."""
+    l0_stop_trigger: int = 12
+    """Number of L0 files at which writes wait for the compactor."""
+    max_immutable_memtables: int = 2
+    """Full memtables waiting to be flushed before writes wait for the flush."""
+    large_value_threshold: int = 4 * KiB
+    """Values longer than this are stored outside data blocks, in their own run of blocks."""
+    background_compaction: bool = True
+    """Flush and compact in a background thread; False does that work in the writing thread."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind, low, high = _RULES[f.name]
+            if kind is bool:
+                if not isinstance(value, bool):
+                    raise TypeError(f"option {f.name!r} must be a bool, not {type(value).__name__}")
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"option {f.name!r} must be an int, not {type(value).__name__}")
+            if not low <= value <= high:
+                raise ValueError(f"option {f.name!r} must be between {low} and {high}, got {value}")
+        if not self.l0_compaction_trigger <= self.l0_slowdown_trigger <= self.l0_stop_trigger:
+            raise ValueError(
+                "options 'l0_compaction_trigger' <= 'l0_slowdown_trigger' <= 'l0_stop_trigger' must hold"
+            )
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "Options":
+        names = {f.name for f in dataclasses.fields(cls)}
+        for name in kwargs:
+            if name not in names:
+                raise TypeError(f"unknown option {name!r} (known: {', '.join(sorted(names))})")
+        return cls(**kwargs)
+
+
+_RULES: dict[str, tuple[type, int, int]] = {
+    "memtable_size": (int, 1 * KiB, 1024 * MiB),
+    "block_size": (int, 256, 4 * MiB),
+    "bloom_bits_per_key": (int, 0, 64),
+    "block_cache_size": (int, 0, 64 * 1024 * MiB),
+    "target_file_size": (int, 1 * KiB, 4096 * MiB),
+    "level_ratio": (int, 2, 1000),
+    "level1_size": (int, 1 * KiB, 1 << 40),
+    "l0_compaction_trigger": (int, 1, 1000),
+    "l0_slowdown_trigger": (int, 1, 1000),
+    "l0_stop_trigger": (int, 1, 1000),
+    "max_immutable_memtables": (int, 1, 64),
+    "large_value_threshold": (int, 64, (1 << 31) - 1),
+    "background_compaction": (bool, 0, 1),
+}
