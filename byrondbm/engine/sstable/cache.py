@@ -11,7 +11,7 @@ from collections import OrderedDict
 class BlockCache:
     """Thread-safe LRU map ``(table number, block offset) -> decoded block``, bounded by total charge.
 
-    `get` and `put` are O(1); `evict_table` is O(entries cached). A block whose charge alone exceeds the
+    `get` (lock-free) and `put` are O(1); `evict_table` is O(entries cached). A block whose charge alone exceeds the
     capacity is not cached; capacity 0 caches nothing. ``hits``/``misses`` count `get` outcomes.
     """
 
@@ -22,6 +22,8 @@ class BlockCache:
         self._charge = 0
         self._map: OrderedDict[tuple[int, int], tuple[object, int]] = OrderedDict()
         self._lock = threading.Lock()
+        self._lookup = self._map.get
+        self._touch = self._map.move_to_end
 
     @property
     def charge(self) -> int:
@@ -32,14 +34,18 @@ class BlockCache:
         return len(self._map)
 
     def get(self, key: tuple[int, int]) -> object | None:
-        with self._lock:
-            item = self._map.get(key)
-            if item is None:
-                self.misses += 1
-                return None
-            self._map.move_to_end(key)
-            self.hits += 1
-            return item[0]
+        # No lock: OrderedDict.get and move_to_end are each atomic (C code, GIL or per-object lock),
+        # and a block evicted between the two simply stays evicted. The counters are statistics only.
+        item = self._lookup(key)
+        if item is None:
+            self.misses += 1
+            return None
+        try:
+            self._touch(key)
+        except KeyError:
+            pass
+        self.hits += 1
+        return item[0]
 
     def put(self, key: tuple[int, int], block: object, charge: int) -> None:
         if charge > self.capacity:

@@ -50,6 +50,7 @@ class TableReader:
         self.bloom_checks = 0
         self.bloom_negatives = 0
         self._cache = cache
+        self._cache_get = cache.get
         self._closed = False
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -125,7 +126,8 @@ class TableReader:
             b = bisect_left(self._last_keys, key)
             if b == self._num_blocks:
                 return None
-        entries, newest, _ = self._block(b)
+        block = self._cache_get(self._cache_keys[b])
+        entries, newest, _ = self._load(b) if block is None else block
         entry = newest.get(key)
         if entry is None:
             return None
@@ -196,13 +198,15 @@ class TableReader:
 
     def _block(self, b: int) -> DecodedBlock:
         """Data block ``b``, decoded, from the cache or the file (then cached)."""
-        cache_key = self._cache_keys[b]
-        block = self._cache.get(cache_key)
-        if block is None:
-            size = self._sizes[b]
-            block = decode_block(self._read(self._offsets[b], size, BLOCK_DATA), size, self.path)
-            self._cache.put(cache_key, block, size)
-        return block  # type: ignore[return-value]
+        block = self._cache_get(self._cache_keys[b])
+        return self._load(b) if block is None else block  # type: ignore[return-value]
+
+    def _load(self, b: int) -> DecodedBlock:
+        """Read, verify and decode data block ``b``, and cache it."""
+        size = self._sizes[b]
+        block = decode_block(self._read(self._offsets[b], size, BLOCK_DATA), size, self.path)
+        self._cache.put(self._cache_keys[b], block, size)
+        return block
 
     def _read(self, offset: int, size: int, block_type: int) -> bytes:
         if self._closed:

@@ -1,0 +1,183 @@
+"""Data block and index block encoding: round trips on edge keys, restart points, and damage detection."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from byrondbm.errors import CorruptionError
+from byrondbm.engine.sstable.block import (
+    KIND_LARGE,
+    KIND_TOMBSTONE,
+    KIND_VALUE,
+    LARGE_REF,
+    RESTART_INTERVAL,
+    BlockBuilder,
+    LargeValue,
+    decode_block,
+    decode_index,
+    encode_index,
+    restart_offsets,
+    shared_prefix,
+)
+
+
+def build(entries: list[tuple[bytes, int, object]]) -> bytes:
+    """Encode (key, negseq, value | None | LargeValue) entries with a BlockBuilder."""
+    builder = BlockBuilder()
+    for key, negseq, value in entries:
+        seq = -negseq
+        if value is None:
+            builder.add(key, seq << 2 | KIND_TOMBSTONE, b"")
+        elif isinstance(value, LargeValue):
+            builder.add(key, seq << 2 | KIND_LARGE, LARGE_REF.pack(*value))
+        else:
+            builder.add(key, seq << 2 | KIND_VALUE, value)
+    return builder.finish()
+
+
+def roundtrip(entries: list) -> tuple[list, dict, bool]:
+    contents = build(entries)
+    return decode_block(contents + b"\x01\x00\x00\x00\x00", len(contents), "blk")
+
+
+EDGE_KEYS = sorted(
+    [
+        b"",
+        b"\x00",
+        b"\x00\x00",
+        b"\x01",
+        b"\x7f" * 200,
+        b"\x80",
+        b"\xff" * 100,
+        b"\xff" * 101,
+        b"prefix" * 40 + b"a",
+        b"prefix" * 40 + b"b",
+        b"prefix" * 40 + b"b\x00",
+    ]
+)
+
+
+def test_edge_keys_roundtrip() -> None:
+    entries = [(k, -(i + 1), k[::-1]) for i, k in enumerate(EDGE_KEYS)]
+    decoded, newest, has_large = roundtrip(entries)
+    assert decoded == entries
+    assert not has_large
+    assert newest == {e[0]: e for e in entries}
+
+
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 31, 32, 33])
+def test_restart_boundaries(count: int) -> None:
+    # Long shared prefixes make every non-restart entry delta-encoded.
+    entries = [(b"common-prefix-" * 10 + b"%05d" % i, -7, b"v%d" % i) for i in range(count)]
+    contents = build(entries)
+    raw = contents + b"\x01\x00\x00\x00\x00"
+    assert decode_block(raw, len(contents), "blk")[0] == entries
+    restarts = restart_offsets(raw, len(contents))
+    assert len(restarts) == (count + RESTART_INTERVAL - 1) // RESTART_INTERVAL
+    assert restarts[0] == 0
+    # A restart entry starts with shared = 0 and the full key.
+    for r in restarts:
+        assert contents[r] == 0
+
+
+def test_versions_tombstones_and_large_refs() -> None:
+    entries = [
+        (b"a", -9, b"new"),
+        (b"a", -5, None),
+        (b"a", -1, b"old"),
+        (b"b", -8, LargeValue(12345, 1 << 26)),
+        (b"b", -2, b""),
+        (b"c", -3, None),
+    ]
+    decoded, newest, has_large = roundtrip(entries)
+    assert decoded == entries
+    assert has_large
+    assert newest == {b"a": entries[0], b"b": entries[3], b"c": entries[5]}
+
+
+def test_varint_lengths_over_127() -> None:
+    entries = [(b"k" * 300, -1, b"v" * 200), (b"k" * 300 + b"x" * 150, -(1 << 61), b"w" * 20000)]
+    assert roundtrip(entries)[0] == entries
+
+
+def test_empty_key_versions_and_empty_value() -> None:
+    entries = [(b"", -3, b""), (b"", -2, None), (b"", -1, b"x"), (b"\x00", -4, b"")]
+    decoded, newest, _ = roundtrip(entries)
+    assert decoded == entries
+    assert newest[b""] == entries[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.binary(max_size=40), st.integers(0, (1 << 62) - 1), st.one_of(st.none(), st.binary(max_size=300))),
+        min_size=1,
+        max_size=80,
+        unique_by=lambda e: (e[0], e[1]),
+    )
+)
+def test_random_blocks_roundtrip(raw_entries: list) -> None:
+    entries = sorted((k, -s, v) for k, s, v in raw_entries)
+    assert roundtrip(entries)[0] == entries
+
+
+def test_shared_prefix_matches_naive() -> None:
+    cases = [(b"", b""), (b"", b"a"), (b"abc", b"abd"), (b"abc", b"abc"), (b"abc", b"abcd"), (b"\xff" * 9, b"\xff" * 8 + b"\x00")]
+    for a, b in cases:
+        naive = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        assert shared_prefix(a, b) == naive == shared_prefix(b, a)
+
+
+def test_builder_sizes_and_reset() -> None:
+    builder = BlockBuilder()
+    builder.add(b"key", 1 << 2 | KIND_VALUE, b"value")
+    expected = builder.estimated_size()
+    first = builder.finish()
+    assert len(first) == expected
+    assert len(builder) == 0 and builder.size == 0
+    builder.add(b"key", 1 << 2 | KIND_VALUE, b"value")
+    assert builder.finish() == first
+
+
+def _damaged(contents: bytes, size: int | None = None) -> None:
+    with pytest.raises(CorruptionError) as info:
+        decode_block(contents + b"\x01\x00\x00\x00\x00", len(contents) if size is None else size, "bad.sst")
+    assert "bad.sst" in str(info.value)
+
+
+def test_decode_rejects_inconsistent_blocks() -> None:
+    good = build([(b"apple", -2, b"red"), (b"apricot", -1, b"orange")])
+    _damaged(good, 3)  # shorter than the restart count
+    _damaged(good[:-4] + struct.pack("<I", 0))  # no restart point
+    _damaged(good[:-4] + struct.pack("<I", 10_000))  # restart array larger than the block
+    # Second entry claims more shared bytes than the first key has.
+    second = good.index(b"ricot") - 3
+    _damaged(good[:second] + bytes((50,)) + good[second + 1 :])
+    # Value length running into the restart array.
+    _damaged(good[:2] + bytes((120,)) + good[3:])
+    # Unknown kind: rewrite the first tag.
+    tag_at = 3 + len(b"apple")
+    _damaged(good[:tag_at] + struct.pack("<Q", 2 << 2 | 3) + good[tag_at + 8 :])
+    # A tombstone with a value.
+    _damaged(good[:tag_at] + struct.pack("<Q", 2 << 2 | KIND_TOMBSTONE) + good[tag_at + 8 :])
+    # Truncated in the middle of an entry (restart trailer moved up).
+    _damaged(good[:10] + struct.pack("<II", 0, 1))
+
+
+def test_index_roundtrip() -> None:
+    keys = [b"", b"a", b"a", b"\xff" * 300]
+    offsets = [0, 4096, 1 << 40, (1 << 64) - 1]
+    sizes = [1, 2, 3, (1 << 32) - 1]
+    contents = encode_index(keys, offsets, sizes)
+    assert decode_index(contents, len(contents), "idx") == (keys, offsets, sizes)
+
+
+def test_index_rejects_bad_lengths() -> None:
+    contents = encode_index([b"abc", b"abd"], [0, 10], [5, 5])
+    for bad in (contents[:-1], contents + b"x", struct.pack("<I", 1 << 30) + contents[4:], contents[:6]):
+        with pytest.raises(CorruptionError):
+            decode_index(bad, len(bad), "idx")
