@@ -91,6 +91,7 @@ TEXT_CODEC = Codec(
 )
 
 _JSON = json.JSONEncoder(ensure_ascii=False)
+_JSON_DECODER = json.JSONDecoder()
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -253,7 +254,7 @@ class DumpFormatError(Exception):
 
 def _json_line(line_number: int, line: bytes) -> Any:
     try:
-        return json.loads(line)
+        return _JSON_DECODER.decode(line.decode("utf-8"))
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both subclass ValueError
         raise DumpFormatError(line_number, f"not valid JSON ({exc})") from None
 
@@ -287,11 +288,12 @@ def read_dump(lines: Iterator[bytes]) -> Iterator[tuple[int, bytes, bytes]]:
         if not line.strip():
             continue
         record = _json_line(line_number, line)
+        # The decoder makes exact dicts and strs, so exact type checks suffice (and are cheap per line).
         if not (
-            isinstance(record, dict)
-            and record.keys() == {"key", "value"}
-            and isinstance(record["key"], str)
-            and isinstance(record["value"], str)
+            type(record) is dict
+            and len(record) == 2
+            and type(record.get("key")) is str
+            and type(record.get("value")) is str
         ):
             raise DumpFormatError(line_number, 'expected {"key": "...", "value": "..."}')
         try:
@@ -455,7 +457,7 @@ def _add_plugin(subparsers: Any, name: str, module_name: str, summary: str) -> N
         sub = subparsers.add_parser(name, help=f"{summary} (unavailable)", description=message)
         sub.set_defaults(handler=functools.partial(_unavailable, message), accepts_extra_args=True)
         return
-    sub = subparsers.add_parser(name, help=summary, description=module.__doc__)
+    sub = subparsers.add_parser(name, help=summary, description=summary)
     module.add_arguments(sub)
     sub.set_defaults(handler=functools.partial(_run_plugin, module))
 

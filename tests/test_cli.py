@@ -113,6 +113,18 @@ def test_plugged_in_subcommand_has_help(tmp_path: Path, name: str, module: str) 
     assert result.stdout.startswith(f"usage: byrondbm {name}".encode())
 
 
+def test_serve_without_grpc_says_which_extra_to_install(tmp_path: Path) -> None:
+    block_grpc = "import sys; sys.modules['grpc'] = None; from byrondbm.cli import main; raise SystemExit(main())"
+    result = subprocess.run(
+        [sys.executable, "-c", block_grpc, "serve", str(tmp_path / "db"), "--port", "0"],
+        capture_output=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert result.stderr.count(b"\n") == 1 and b"pip install 'byrondbm[server]'" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize(
     "args",
     [
