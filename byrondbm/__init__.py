@@ -31,14 +31,14 @@ def whichdb(path: Union[str, bytes, "os.PathLike[Any]"]) -> Optional[str]:
 def check(path: Union[str, bytes, "os.PathLike[Any]"]) -> dict[str, Any]:
     """Open read-only and verify every checksum (logs, manifest, every table block); a report dict with
     ``ok`` and ``problems``. A database too damaged to open gives ``ok: False`` with the reason."""
-    from .repair import check_database
+    from .engine.repair import check_database
 
     return check_database(os.fsdecode(os.fspath(path)))
 
 
 def repair(path: Union[str, bytes, "os.PathLike[Any]"]) -> dict[str, Any]:
     """Salvage every readable record of a damaged database into a consistent one; a report dict."""
-    from .repair import repair_database
+    from .engine.repair import repair_database
 
     return repair_database(os.fsdecode(os.fspath(path)))
 

@@ -405,12 +405,15 @@ class Engine:
         """Record ``edit`` durably; start a fresh, compacted manifest when this one grows large."""
         assert self._manifest is not None
         edit["next_file"] = self._state.next_file  # numbers taken since the last edit stay taken after a reopen
+        self._manifest.append(edit)  # raises with nothing recorded, so the state is only changed after
         self._state.apply(edit)
-        self._manifest.append(edit)
         if self._manifest.size > _MANIFEST_ROTATE:
             old = self._manifest
             number = self._take_number(self._state)
-            self._manifest = ManifestWriter(self.directory, number, self._state, self._mode)
+            try:
+                self._manifest = ManifestWriter(self.directory, number, self._state, self._mode)
+            except OSError:
+                return  # CURRENT still names the old manifest, which holds every edit: rotate next time
             self.counters["manifest_bytes_written"] += old.bytes_written
             old.close()
             os.unlink(old.path)

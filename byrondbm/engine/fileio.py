@@ -44,19 +44,25 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[n:]
 
 
-def write_file_atomic(directory: str, name: str, data: bytes, mode: int) -> None:
-    """Replace ``name`` with ``data`` atomically: write a temp file, fsync, rename, fsync the directory."""
-    tmp = os.path.join(directory, name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+def write_synced(path: str, data: bytes, mode: int) -> None:
+    """Create (or truncate) ``path`` holding ``data``, fsync'ed. On failure the file is removed and the
+    error re-raised. The caller renames it into place and fsyncs the directory (atomic replacement)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        write_all(fd, data)
-        sync_fd(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, os.path.join(directory, name))
-    sync_dir(directory)
+        try:
+            write_all(fd, data)
+            sync_fd(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
 
 
-def read_file(path: str) -> bytes:
+def read_file(path: str, limit: int | None = None) -> bytes:
+    """The whole file, or at most ``limit`` bytes of it (a length read from disk is bounded first)."""
     with open(path, "rb") as f:
-        return f.read()
+        return f.read() if limit is None else f.read(limit)

@@ -13,7 +13,7 @@ object with any of these fields::
     "pointer": [level, key_hex] where the next compaction of that level starts (round robin)
 
 The first record of a manifest is a full snapshot; later ones are deltas. CURRENT holds the manifest's
-name plus a newline and is replaced atomically (fileio.write_file_atomic). Appends are fsync'ed before the
+name plus a newline and is replaced atomically (write a temp file, fsync, rename, fsync the directory). Appends are fsync'ed before the
 edit counts: a table or log is referenced only after it is durable, and a log or input table is deleted
 only after the edit that retires it is durable.
 """
@@ -25,12 +25,13 @@ import json
 import os
 from typing import Any
 
-from ..errors import CorruptionError
+from ..errors import CorruptionError, error
 from . import filenames
-from .fileio import read_file, sync_dir, sync_fd, write_all, write_file_atomic
+from .fileio import read_file, sync_dir, sync_fd, write_all, write_synced
 from .framing import frame, read_records
 
 EDIT = 1
+_CURRENT_LIMIT = 256  # CURRENT holds one short name; more is damage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +109,7 @@ def read_current(directory: str) -> str:
     """The manifest name CURRENT points at; CorruptionError if CURRENT is unreadable or malformed."""
     path = filenames.path(directory, filenames.CURRENT)
     try:
-        data = read_file(path)
+        data = read_file(path, _CURRENT_LIMIT)
     except OSError as e:
         raise CorruptionError(f"cannot read CURRENT ({e.strerror})", path) from None
     name = data.decode("ascii", "replace").strip()
@@ -143,7 +144,13 @@ def load(directory: str) -> tuple[ManifestState, str]:
 
 
 class ManifestWriter:
-    """Appends edits to a new manifest that starts with a full snapshot, then points CURRENT at it."""
+    """Appends edits to a new manifest that starts with a full snapshot, then points CURRENT at it.
+
+    If the constructor raises, CURRENT still names the previous manifest, which stays valid.
+
+    A failed append is cut back off the file (and that cut fsync'ed), so an edit is either durably in
+    the manifest or certainly not; if even the cut fails the writer is failed and every later append
+    raises `byrondbm.error` (the edit's fate is unknown, so nothing may be built on it)."""
 
     def __init__(self, directory: str, number: int, state: ManifestState, mode: int) -> None:
         self.directory = directory
@@ -151,17 +158,46 @@ class ManifestWriter:
         self.path = filenames.path(directory, self.name)
         self._mode = mode
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, mode)
+        self._failure: OSError | None = None
         self.size = 0
         self.bytes_written = 0
-        self.append(state.snapshot_edit())
-        sync_dir(directory)
-        write_file_atomic(directory, filenames.CURRENT, (self.name + "\n").encode(), mode)
+        current = filenames.path(directory, filenames.CURRENT)
+        tmp = filenames.temp_name(current)
+        try:
+            self.append(state.snapshot_edit())
+            sync_dir(directory)
+            write_synced(tmp, (self.name + "\n").encode(), mode)
+            os.replace(tmp, current)
+        except BaseException:
+            self.close()
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            raise
+        # CURRENT names this manifest now: a failure from here on cannot be undone, so it fails the writer
+        try:
+            sync_dir(directory)
+        except OSError as e:
+            self._failure = e
 
     def append(self, edit: dict[str, Any]) -> None:
-        """Append one edit and fsync it: when this returns, the edit survives a power cut."""
+        """Append one edit and fsync it: when this returns, the edit survives a power cut. When it raises
+        `OSError`, the edit is not in the manifest."""
+        if self._failure is not None:
+            f = self._failure
+            raise error(f.errno, f"manifest unusable after a failed write ({f.strerror}); reopen the database", self.path)
         record = encode_edit(edit)
-        write_all(self._fd, record)
-        sync_fd(self._fd)
+        try:
+            write_all(self._fd, record)
+            sync_fd(self._fd)
+        except OSError:
+            try:
+                os.ftruncate(self._fd, self.size)
+                sync_fd(self._fd)
+            except OSError as e:
+                self._failure = e
+            raise
         self.size += len(record)
         self.bytes_written += len(record)
 

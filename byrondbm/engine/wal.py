@@ -10,6 +10,13 @@ Durability modes (the contract's flags):
   killing the process loses nothing acknowledged.
 - ``SYNC`` ('s'): as OS, then fsync before returning. Group commit: a writer that finds an fsync in progress
   waits for it and returns at once if that fsync covered its record, so concurrent writers share fsyncs.
+
+Write errors (disk full, EIO): a failed append is cut back off the file (``ftruncate`` to the last whole
+record), so the log never holds a torn record followed by good ones and the writer stays usable. A failed
+fsync is different: the kernel may already have dropped the unwritten pages (PostgreSQL's "fsyncgate"), so
+a later fsync could succeed over a hole. The writer is then *failed*: every later append raises
+`byrondbm.error` until the database is reopened (recovery replays what reached the disk), as LevelDB's
+sticky background error and RocksDB's read-only mode do.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from __future__ import annotations
 import os
 import threading
 
-from ..errors import CorruptionError
+from ..errors import CorruptionError, error
 from .fileio import sync_fd, write_all
 from .framing import frame, read_records
 from .records import Op, decode_batch
@@ -28,7 +35,8 @@ _BUFFER_LIMIT = 64 * 1024
 
 
 class LogWriter:
-    """Appends framed batch records to one log file. ``add`` is called under the engine's write lock."""
+    """Appends framed batch records to one log file. ``add`` and ``flush`` are called under the engine's
+    write lock; ``sync_to`` may be called by many threads at once (group commit)."""
 
     def __init__(self, path: str, number: int, durability: str, mode: int) -> None:
         self.path = path
@@ -40,6 +48,7 @@ class LogWriter:
         self._written = os.fstat(self._fd).st_size  # bytes handed to the OS
         self._synced = self._written
         self._sync_lock = threading.Lock()
+        self._failure: OSError | None = None
         self.closed = False
 
     @property
@@ -47,36 +56,58 @@ class LogWriter:
         return self._written + self._buffered
 
     def add(self, payload: bytes) -> int:
-        """Append one record; return the log offset its durability is measured by. Cost: O(len(payload))."""
+        """Append one record; return the log offset its durability is measured by. Cost: O(len(payload)).
+
+        Raises `OSError` if the write fails (nothing of the record stays in the log) and `byrondbm.error`
+        once the writer has failed."""
+        if self._failure is not None:
+            raise self._failed()
         record = frame(WRITE, payload)
         if self._durability is BUFFERED:
+            if self._buffered and self._buffered + len(record) > _BUFFER_LIMIT:
+                self.flush()  # if this raises, the new record was never queued
             self._buffer.append(record)
             self._buffered += len(record)
-            if self._buffered >= _BUFFER_LIMIT:
-                self.flush()
             return self._written + self._buffered
-        write_all(self._fd, record)
-        self._written += len(record)
+        self._append(record)
         return self._written
 
+    def _append(self, data: bytes) -> None:
+        """Write ``data`` whole, or cut what reached the file back off and re-raise."""
+        try:
+            write_all(self._fd, data)
+        except OSError:
+            try:
+                os.ftruncate(self._fd, self._written)
+            except OSError as e:
+                self._failure = e
+            raise
+        self._written += len(data)
+
     def flush(self) -> None:
-        """Hand buffered records to the OS (BUFFERED mode)."""
+        """Hand buffered records to the OS (BUFFERED mode). On failure they stay queued for a retry."""
+        if self._failure is not None:
+            raise self._failed()
         if self._buffer:
-            data = b"".join(self._buffer)
+            self._append(b"".join(self._buffer))
             self._buffer.clear()
             self._buffered = 0
-            write_all(self._fd, data)
-            self._written += len(data)
 
     def sync_to(self, offset: int) -> None:
         """Return once every byte before ``offset`` is fsync'ed; one fsync serves every waiter it covers."""
         if self._synced >= offset:
             return
         with self._sync_lock:
-            if self._synced >= offset or self.closed:
+            if self._synced >= offset:
                 return
+            if self._failure is not None or self.closed:
+                raise self._failed()
             target = self._written
-            sync_fd(self._fd)
+            try:
+                sync_fd(self._fd)
+            except OSError as e:
+                self._failure = e
+                raise
             self._synced = target
 
     def sync(self) -> None:
@@ -84,17 +115,30 @@ class LogWriter:
         self.flush()
         self.sync_to(self._written)
 
+    def _failed(self) -> error:
+        f = self._failure
+        if f is None:
+            return error("log is closed", self.path)
+        return error(f.errno, f"log unusable after a failed write or fsync ({f.strerror}); reopen the database", self.path)
+
     def close(self, sync: bool) -> None:
-        """Flush (and fsync if ``sync``) then close. Idempotent."""
+        """Flush (and fsync if ``sync``) then close; the descriptor is closed even if that fails (the
+        error is raised after). Idempotent."""
         if self.closed:
             return
         with self._sync_lock:
-            self.flush()
-            if sync and self._synced < self._written:
-                sync_fd(self._fd)
-                self._synced = self._written
-            self.closed = True
-            os.close(self._fd)
+            try:
+                if self._failure is None:
+                    self.flush()
+                    if sync and self._synced < self._written:
+                        sync_fd(self._fd)
+                        self._synced = self._written
+            except OSError as e:
+                self._failure = e
+                raise
+            finally:
+                self.closed = True
+                os.close(self._fd)
 
 
 def read_log(path: str) -> tuple[list[tuple[int, list[Op]]], int, int]:
