@@ -159,6 +159,17 @@ def test_64_mib_value(tmp_path: Path) -> None:
     assert reader.check() == 1
 
 
+def test_get_applies_the_same_bloom_filter_as_check(big_table: tuple) -> None:
+    path, entries, _ = big_table
+    reader = TableReader(str(path), 1, BlockCache(1 << 20))
+    probes = [b"absent-%d" % i for i in range(3000)]
+    for key in probes:
+        assert reader.get(key, key_hashes(key), LATEST) is None
+    expected = sum(not reader._bloom.may_contain(key_hashes(key)) for key in probes)
+    assert reader.bloom_negatives == expected > 2900
+    assert reader.bloom_checks == len(probes)
+
+
 def test_no_bloom_filter(tmp_path: Path) -> None:
     entries = [(b"%05d" % i, -1, b"v") for i in range(2000)]
     write_table(tmp_path / "t.sst", entries, bloom_bits_per_key=0)

@@ -56,7 +56,7 @@ def build_filter(h1s: Sequence[int], h2s: Sequence[int], bits_per_key: int) -> b
 class BloomFilter:
     """A decoded filter block. `may_contain` costs k byte probes (~0.08 µs each), no allocation."""
 
-    __slots__ = ("_bits", "_m", "_probes")
+    __slots__ = ("bits", "m", "probe_range")
 
     def __init__(self, contents: bytes, path: str) -> None:
         if not contents:
@@ -66,21 +66,22 @@ class BloomFilter:
         if k > MAX_PROBES or (k == 0) != (not bits):
             raise CorruptionError(f"filter block has {k} probes and {len(bits)} bytes of bits", path)
         # With no filter (k = 0) the loop never runs; one zero byte keeps `h1 % m` defined.
-        self._bits = bits or b"\x00"
-        self._m = len(self._bits) * 8
-        self._probes = range(k)
+        # `TableReader.get` inlines `may_contain` and reads these three attributes directly.
+        self.bits = bits or b"\x00"
+        self.m = len(self.bits) * 8
+        self.probe_range = range(k)
 
     @property
     def probes(self) -> int:
-        return len(self._probes)
+        return len(self.probe_range)
 
     def may_contain(self, hashes: tuple[int, int]) -> bool:
         """False only if the key is certainly absent from the table."""
-        m = self._m
-        bits = self._bits
+        m = self.m
+        bits = self.bits
         h = hashes[0] % m
         d = hashes[1] % m
-        for _ in self._probes:
+        for _ in self.probe_range:
             if not bits[h >> 3] & (1 << (h & 7)):
                 return False
             h = (h + d) % m

@@ -97,7 +97,7 @@ class TableReader:
         self.largest: bytes = props.largest_key
         self._bloom = bloom
         self._hash_index = hash_index
-        self._may_contain = bloom.may_contain
+        self._bloom_bits, self._bloom_m, self._bloom_probes = bloom.bits, bloom.m, bloom.probe_range
         self._lookup = hash_index.lookup
         self._last_keys = keys
         self._offsets = offsets
@@ -116,9 +116,16 @@ class TableReader:
         if self._closed:
             raise error(f"table {self.path} is closed")
         self.bloom_checks += 1
-        if not self._may_contain(hashes):
-            self.bloom_negatives += 1
-            return None
+        # BloomFilter.may_contain, inlined: a call is ~10 % of a cached lookup.
+        m = self._bloom_m
+        bits = self._bloom_bits
+        h = hashes[0] % m
+        d = hashes[1] % m
+        for _ in self._bloom_probes:
+            if not bits[h >> 3] & (1 << (h & 7)):
+                self.bloom_negatives += 1
+                return None
+            h = (h + d) % m
         b = self._lookup(hashes[1])
         if b < 0:
             if b == ABSENT:
