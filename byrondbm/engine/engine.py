@@ -225,7 +225,9 @@ class Engine:
     def _recover(self) -> None:
         """Rebuild the state from CURRENT, the manifest, the tables it lists and the logs it lists."""
         state, manifest_name = load_manifest(self.directory)
-        used = [p[1] for p in map(filenames.parse, os.listdir(self.directory)) if p is not None]
+        names = [n[: -len(filenames.TEMP_SUFFIX)] if n.endswith(filenames.TEMP_SUFFIX) else n
+                 for n in os.listdir(self.directory)]  # a temp file left by a crash holds its number too
+        used = [p[1] for p in map(filenames.parse, names) if p is not None]
         state.next_file = max([state.next_file] + [n + 1 for n in used])  # never reuse a number on disk
         levels: list[list[TableReader]] = [[] for _ in range(MAX_LEVELS)]
         for level, files in state.levels.items():
