@@ -151,6 +151,8 @@ def test_mapping_calls(client: Client) -> None:
     assert client.setdefault(b"e", b"5") == b"5" and client.pop(b"e") == b"5"
     client.update({b"x": b"9"})
     assert dict(client.items()) == {b"": b"", b"b": b"2", b"c": b"3", b"nul\x00key": b"\x00", b"x": b"9"}
+    assert list(client.values()) == [b"", b"2", b"3", b"\x00", b"9"]
+    assert (b"b", b"2") in client.items() and b"3" in client.values()
     client.sync()
     stats = client.stats()
     assert {"levels", "live_keys", "sequence", "write_amplification"} <= stats.keys()
@@ -176,6 +178,13 @@ def test_batch_is_one_atomic_call(client: Client) -> None:
     assert client.keys() == [b"k1", b"k2"]
     with pytest.raises(error):
         b.put(b"late", b"x")
+    explicit = client.batch()
+    explicit[b"k3"] = b"v3"
+    assert len(explicit) == 1
+    explicit.commit()
+    assert client[b"k3"] == b"v3"
+    with pytest.raises(error):
+        explicit.commit()
 
 
 def test_scan_matches_model(client: Client) -> None:
@@ -220,8 +229,9 @@ def test_missing_keys_and_bad_types(client: Client) -> None:
     with pytest.raises(KeyError) as missing:
         client[b"nope"]
     assert missing.value.args == (b"nope",)
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError) as missing_str:
         del client["nope"]
+    assert missing_str.value.args == ("nope",)  # the key as given, as the embedded database raises it
     with pytest.raises(TypeError):
         client[1]  # type: ignore[index]
     with pytest.raises(TypeError):
@@ -378,7 +388,7 @@ def test_closed_client_raises_error(client: Client) -> None:
 
 
 def test_shelf_over_a_client(server: ServerProcess) -> None:
-    with shelve.Shelf(connect(server.target)) as shelf:
+    with shelve.Shelf(byrondbm.connect(server.target)) as shelf:
         shelf["one"] = {"n": 1}
         shelf["two"] = [2, 2]
         assert shelf["one"] == {"n": 1} and "two" in shelf and len(shelf) == 2

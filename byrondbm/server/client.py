@@ -5,9 +5,10 @@
 `stats()`, `sync()`, `close()`, `with`. Keys and values may be bytes, bytearray, memoryview or str (UTF-8);
 reads return bytes, so `shelve.Shelf(connect(...))` works.
 
-Cost: each mapping call is one round trip; `batch()` is one round trip for all its mutations; a scan is one
-streamed call (entries arrive in chunks). The mapping mix-ins built from several calls (`pop`, `setdefault`,
-`popitem`, `update`, `items()`, `values()`) are not atomic against other clients; use `batch()` for that.
+Cost: each mapping call is one round trip; `batch()` is one round trip for all its mutations; a scan (and
+iterating `keys()`, `items()`, `values()`) is one streamed call, entries arriving in chunks. The mix-ins built
+from several calls (`pop`, `setdefault`, `popitem`, `update`, `clear`) are not atomic against other clients;
+use `batch()` for that.
 
 Errors come back as the embedded database raises them: NOT_FOUND -> KeyError, INVALID_ARGUMENT -> TypeError,
 INTERNAL with corruption -> CorruptionError, every other status (closed or read-only database, refused token,
@@ -18,13 +19,14 @@ A Client may be shared by threads (gRPC channels are thread-safe).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, ItemsView, Iterator, MutableMapping, ValuesView
 from types import TracebackType
 from typing import Any, NoReturn
 
 import grpc
 from typing_extensions import Self
 
+from byrondbm.database import Key, to_bytes
 from byrondbm.errors import CorruptionError, error
 from byrondbm.server import (
     AUTH_METADATA_KEY,
@@ -34,28 +36,16 @@ from byrondbm.server import (
 from byrondbm.server import byrondbm_pb2 as pb
 from byrondbm.server import byrondbm_pb2_grpc as pb_grpc
 
-BytesLike = bytes | bytearray | memoryview | str
-
 _CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 )
 
 
-def _as_bytes(data: object, what: str = "key") -> bytes:
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, str):
-        return data.encode("utf-8")
-    if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
-    raise TypeError(f"{what} must be bytes, bytearray, memoryview or str, not {type(data).__name__}")
-
-
-def exception_for(exc: grpc.RpcError, key: bytes | None = None) -> Exception:
+def exception_for(exc: grpc.RpcError, key: object = None) -> Exception:
     """The exception the embedded database would have raised for a failed call (see the module doc).
 
-    `key` is the key of a point operation: NOT_FOUND then becomes `KeyError(key)`.
+    `key` is the key of a point operation, as the caller gave it: NOT_FOUND then becomes `KeyError(key)`.
     """
     code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
     details = (exc.details() if isinstance(exc, grpc.Call) else None) or code.name
@@ -71,14 +61,14 @@ def exception_for(exc: grpc.RpcError, key: bytes | None = None) -> Exception:
     return error(f"{code.name}: {details}")
 
 
-def _raise(exc: grpc.RpcError, key: bytes | None = None) -> NoReturn:
+def _raise(exc: grpc.RpcError, key: object = None) -> NoReturn:
     mapped = exception_for(exc, key)
     if isinstance(mapped, KeyError):
         raise mapped from None  # the missing key says it all
     raise mapped from exc
 
 
-class Client(MutableMapping):  # type: ignore[type-arg]  # keys/values in: BytesLike; out: bytes
+class Client(MutableMapping):  # type: ignore[type-arg]  # keys/values in: Key; out: bytes
     """A database served by `byrondbm serve`, as a mapping of bytes to bytes. Made by `connect()`."""
 
     def __init__(self, channel: grpc.Channel, target: str, token: str | None) -> None:
@@ -92,7 +82,7 @@ class Client(MutableMapping):  # type: ignore[type-arg]  # keys/values in: Bytes
         state = "closed" if self._closed else "open"
         return f"<byrondbm.server.Client {self._target} ({state})>"
 
-    def _call(self, method: Callable[..., Any], request: Any, key: bytes | None = None) -> Any:
+    def _call(self, method: Callable[..., Any], request: Any, key: object = None) -> Any:
         if self._closed:
             raise error(f"client for {self._target} is closed")
         try:
@@ -102,20 +92,18 @@ class Client(MutableMapping):  # type: ignore[type-arg]  # keys/values in: Bytes
 
     # The mapping
 
-    def __getitem__(self, key: BytesLike) -> bytes:
-        raw = _as_bytes(key)
-        return self._call(self._stub.Get, pb.KeyRequest(key=raw), raw).value
+    def __getitem__(self, key: Key) -> bytes:
+        return self._call(self._stub.Get, pb.KeyRequest(key=to_bytes(key)), key).value
 
-    def __setitem__(self, key: BytesLike, value: BytesLike) -> None:
-        request = pb.PutRequest(key=_as_bytes(key), value=_as_bytes(value, "value"))
+    def __setitem__(self, key: Key, value: Key) -> None:
+        request = pb.PutRequest(key=to_bytes(key), value=to_bytes(value, "value"))
         self._call(self._stub.Put, request)
 
-    def __delitem__(self, key: BytesLike) -> None:
-        raw = _as_bytes(key)
-        self._call(self._stub.Delete, pb.KeyRequest(key=raw), raw)
+    def __delitem__(self, key: Key) -> None:
+        self._call(self._stub.Delete, pb.KeyRequest(key=to_bytes(key)), key)
 
     def __contains__(self, key: object) -> bool:
-        return bool(self._call(self._stub.Contains, pb.KeyRequest(key=_as_bytes(key))).value)
+        return bool(self._call(self._stub.Contains, pb.KeyRequest(key=to_bytes(key))).value)
 
     def __len__(self) -> int:
         return int(self._call(self._stub.Len, pb.Empty()).count)
@@ -125,6 +113,14 @@ class Client(MutableMapping):  # type: ignore[type-arg]  # keys/values in: Bytes
 
     def keys(self) -> list[bytes]:  # type: ignore[override]  # a list, as every dbm module returns
         return list(self.scan(keys_only=True))
+
+    def items(self) -> ItemsView[bytes, bytes]:
+        """A view whose iteration is one streamed scan (not a call per key)."""
+        return _Items(self)
+
+    def values(self) -> ValuesView[bytes]:
+        """A view whose iteration is one streamed scan (not a call per key)."""
+        return _Values(self)
 
     def clear(self) -> None:
         """Deletes every key seen by one scan, in batches of 1024 (not atomic: keys written meanwhile stay)."""
@@ -139,10 +135,10 @@ class Client(MutableMapping):  # type: ignore[type-arg]  # keys/values in: Bytes
 
     def scan(
         self,
-        start: BytesLike | None = None,
-        stop: BytesLike | None = None,
+        start: Key | None = None,
+        stop: Key | None = None,
         *,
-        prefix: BytesLike | None = None,
+        prefix: Key | None = None,
         reverse: bool = False,
         keys_only: bool = False,
         limit: int | None = None,
@@ -156,7 +152,7 @@ class Client(MutableMapping):  # type: ignore[type-arg]  # keys/values in: Bytes
         request = pb.ScanRequest(reverse=reverse, keys_only=keys_only, limit=limit or 0)
         for name, bound in (("start", start), ("stop", stop), ("prefix", prefix)):
             if bound is not None:
-                setattr(request, name, _as_bytes(bound, name))
+                setattr(request, name, to_bytes(bound, name))
         if limit == 0:
             return iter(())
         if self._closed:
@@ -210,43 +206,64 @@ def _stream(call: Any, keys_only: bool) -> Iterator[Any]:
         call.cancel()  # a no-op once the stream ended; frees the server when the scan is abandoned
 
 
+class _Items(ItemsView):  # type: ignore[type-arg]
+    _mapping: Client
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        return self._mapping.scan()
+
+
+class _Values(ValuesView):  # type: ignore[type-arg]
+    _mapping: Client
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (value for _, value in self._mapping.scan())
+
+
 class Batch:
-    """Mutations collected locally and applied atomically by one `Batch` call on exit."""
+    """Mutations collected locally and applied atomically, by one `Batch` call, on `commit` (or on leaving a
+    `with` block without an exception; an exception discards them and sends nothing)."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
         self._mutations: list[pb.Mutation] = []
         self._done = False
 
-    def put(self, key: BytesLike, value: BytesLike) -> None:
+    def put(self, key: Key, value: Key) -> None:
         self._check()
-        self._mutations.append(pb.Mutation(kind=pb.Mutation.PUT, key=_as_bytes(key), value=_as_bytes(value, "value")))
+        self._mutations.append(pb.Mutation(kind=pb.Mutation.PUT, key=to_bytes(key), value=to_bytes(value, "value")))
 
-    def delete(self, key: BytesLike) -> None:
+    def delete(self, key: Key) -> None:
+        """Delete `key` when the batch applies; an absent key is not an error."""
         self._check()
-        self._mutations.append(pb.Mutation(kind=pb.Mutation.DELETE, key=_as_bytes(key)))
+        self._mutations.append(pb.Mutation(kind=pb.Mutation.DELETE, key=to_bytes(key)))
 
-    def __setitem__(self, key: BytesLike, value: BytesLike) -> None:
-        self.put(key, value)
+    __setitem__ = put
+    __delitem__ = delete
 
-    def __delitem__(self, key: BytesLike) -> None:
-        self.delete(key)
+    def __len__(self) -> int:
+        return len(self._mutations)
 
     def _check(self) -> None:
         if self._done:
             raise error("batch already applied or discarded")
 
-    def __enter__(self) -> Self:
+    def commit(self) -> None:
         self._check()
+        self._done = True
+        if self._mutations:
+            self._client._call(self._client._stub.Batch, pb.BatchRequest(mutations=self._mutations))
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._done = True
-        mutations, self._mutations = self._mutations, []
-        if exc_type is None and mutations:
-            self._client._call(self._client._stub.Batch, pb.BatchRequest(mutations=mutations))
+        if exc_type is None:
+            self.commit()
+        else:
+            self._done = True
 
 
 def connect(target: str, token: str | None = None, *, timeout: float = 10.0) -> Client:
