@@ -25,14 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import byrondbm  # noqa: E402
+import byrondbm
 
 WORKLOADS = ("get", "put", "batch", "scan")
 BATCH = 100
@@ -45,7 +44,7 @@ def _key(n: int) -> bytes:
 def _step(db: Any, workload: str, rng: random.Random, keys: int, value: bytes) -> int:
     """One unit of `workload` on `db` (a Database or a Client); returns the operations it counts for."""
     if workload == "get":
-        db[_key(rng.randrange(keys))]  # noqa: B018 - the read is the work
+        db[_key(rng.randrange(keys))]  # the read is the work
         return 1
     if workload == "put":
         db[_key(rng.randrange(keys))] = value
@@ -117,6 +116,10 @@ class _ServerProcess:
         self.proc.wait(60)
 
 
+def _report(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def _table(rows: dict[str, dict[str, float]], columns: list[str]) -> str:
     lines = ["| workload | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for workload, row in rows.items():
@@ -137,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     value = os.urandom(args.value_size)
     columns = ["embedded"] + [f"{n} client{'s' * (n > 1)}" for n in counts]
     rows: dict[str, dict[str, float]] = {w: {} for w in workloads}
-    report: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
 
     with tempfile.TemporaryDirectory(prefix="byrondbm-load-") as tmp:
         path = Path(tmp) / "db"
@@ -149,13 +151,13 @@ def main(argv: list[str] | None = None) -> int:
             for workload in workloads:
                 done, elapsed = _run_for(db, workload, args.seconds, args.keys, value, seed=0)
                 rows[workload]["embedded"] = done / elapsed
-                report(f"embedded {workload}: {done / elapsed:,.0f}/s")
+                _report(f"embedded {workload}: {done / elapsed:,.0f}/s")
         server = _ServerProcess(path)
         try:
             for workload in workloads:
                 for n, column in zip(counts, columns[1:]):
                     rows[workload][column] = _measure_clients(server.target, workload, n, args, value)
-                    report(f"{column} {workload}: {rows[workload][column]:,.0f}/s")
+                    _report(f"{column} {workload}: {rows[workload][column]:,.0f}/s")
         finally:
             server.stop()
 

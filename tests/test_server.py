@@ -466,7 +466,6 @@ def test_scan_streams_while_writes_go_on(server: ServerProcess, client: Client) 
                 b[k] = model[k] = b"v" * 500 + k
     snapshot = dict(model)
     scan = client.scan()  # sees the database as it is now, whatever is written next
-    seen = [next(scan) for _ in range(1000)]
     halfway = threading.Event()
 
     def write() -> None:
@@ -485,7 +484,8 @@ def test_scan_streams_while_writes_go_on(server: ServerProcess, client: Client) 
     writer = threading.Thread(target=write)
     writer.start()
     assert halfway.wait(WAIT)
-    seen.extend(scan)
+    seen = [next(scan) for _ in range(1000)]
+    seen.extend(scan)  # the rest streams while the other half of the writes lands
     writer.join(WAIT)
     assert not writer.is_alive()
     assert seen == sorted(snapshot.items())
@@ -495,7 +495,8 @@ def test_scan_streams_while_writes_go_on(server: ServerProcess, client: Client) 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_graceful_stop_under_load_keeps_every_acknowledged_write(tmp_path: Path, signum: int) -> None:
     path = tmp_path / "db"
-    srv = ServerProcess(path)
+    # Flag 'f' buffers writes in the server process until close(): only a graceful stop keeps them.
+    srv = ServerProcess(path, "--flag", "cf")
     acked: list[dict[bytes, bytes]] = [{} for _ in range(8)]
     enough = threading.Semaphore(0)
     stray: list[BaseException] = []

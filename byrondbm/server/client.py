@@ -153,10 +153,10 @@ class Client(MutableMapping):  # type: ignore[type-arg]  # keys/values in: Key; 
         for name, bound in (("start", start), ("stop", stop), ("prefix", prefix)):
             if bound is not None:
                 setattr(request, name, to_bytes(bound, name))
-        if limit == 0:
-            return iter(())
         if self._closed:
             raise error(f"client for {self._target} is closed")
+        if limit == 0:
+            return iter(())
         call = self._stub.Scan(request, metadata=self._metadata)
         call.initial_metadata()  # returns once the snapshot is taken (or the call failed)
         if call.done() and call.code() is not grpc.StatusCode.OK:
