@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from byrondbm.errors import CorruptionError
 from byrondbm.engine.sstable.block import (
     KIND_LARGE,
     KIND_TOMBSTONE,
@@ -23,6 +22,7 @@ from byrondbm.engine.sstable.block import (
     restart_offsets,
     shared_prefix,
 )
+from byrondbm.errors import CorruptionError
 
 
 def build(entries: list[tuple[bytes, int, object]]) -> bytes:

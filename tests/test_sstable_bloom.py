@@ -7,8 +7,13 @@ import random
 import mmh3
 import pytest
 
+from byrondbm.engine.sstable.bloom import (
+    BloomFilter,
+    build_filter,
+    key_hashes,
+    probe_count,
+)
 from byrondbm.errors import CorruptionError
-from byrondbm.engine.sstable.bloom import BloomFilter, build_filter, key_hashes, probe_count
 
 
 def make_filter(keys: list[bytes], bits_per_key: int) -> BloomFilter:

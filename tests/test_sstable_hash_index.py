@@ -6,9 +6,14 @@ import random
 
 import pytest
 
-from byrondbm.errors import CorruptionError
 from byrondbm.engine.sstable.bloom import key_hashes
-from byrondbm.engine.sstable.hash_index import ABSENT, COLLISION, HashIndex, build_hash_index
+from byrondbm.engine.sstable.hash_index import (
+    ABSENT,
+    COLLISION,
+    HashIndex,
+    build_hash_index,
+)
+from byrondbm.errors import CorruptionError
 
 
 def test_each_key_maps_to_its_block_or_collision() -> None:

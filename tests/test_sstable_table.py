@@ -12,10 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from byrondbm.engine.sstable import (
+    BlockCache,
+    TableProperties,
+    TableReader,
+    TableWriter,
+    key_hashes,
+)
+from byrondbm.engine.sstable.format import FOOTER_SIZE, MAGIC
 from byrondbm.errors import CorruptionError, error
 from byrondbm.options import Options
-from byrondbm.engine.sstable import BlockCache, TableProperties, TableReader, TableWriter, key_hashes
-from byrondbm.engine.sstable.format import FOOTER_SIZE, MAGIC
 
 Entry = tuple  # (key, negseq, value | None)
 LATEST = -((1 << 62) - 1)
@@ -160,7 +166,7 @@ def test_64_mib_value(tmp_path: Path) -> None:
 
 
 def test_get_applies_the_same_bloom_filter_as_check(big_table: tuple) -> None:
-    path, entries, _ = big_table
+    path, _, _ = big_table
     reader = TableReader(str(path), 1, BlockCache(1 << 20))
     probes = [b"absent-%d" % i for i in range(3000)]
     for key in probes:

@@ -23,8 +23,8 @@ Both are framed as every block is (type byte + CRC32 trailer, see format.py).
 from __future__ import annotations
 
 import struct
-from itertools import accumulate
-from typing import Dict, List, NamedTuple, Tuple, Union
+from itertools import accumulate, pairwise
+from typing import NamedTuple
 
 from ...errors import CorruptionError
 from ..records import decode_varint, encode_varint
@@ -46,9 +46,9 @@ class LargeValue(NamedTuple):
     length: int
 
 
-StoredValue = Union[bytes, None, LargeValue]
-BlockEntry = Tuple[bytes, int, StoredValue]
-DecodedBlock = Tuple[List[BlockEntry], Dict[bytes, BlockEntry], bool]
+StoredValue = bytes | LargeValue | None
+BlockEntry = tuple[bytes, int, StoredValue]
+DecodedBlock = tuple[list[BlockEntry], dict[bytes, BlockEntry], bool]
 """``(entries, newest, has_large)``: the entries in order, each key's first (newest) entry in this block,
 and whether any value is a `LargeValue` the reader must resolve. This is what the block cache holds."""
 
@@ -64,7 +64,7 @@ class BlockBuilder:
     """Accumulates the entries of one data block. ``add`` is O(key + value) (bytes are only referenced
     until `finish` joins them once)."""
 
-    __slots__ = ("_parts", "_restarts", "_count", "size", "last_key")
+    __slots__ = ("_count", "_parts", "_restarts", "last_key", "size")
 
     def __init__(self) -> None:
         self._parts: list[bytes] = []
@@ -153,6 +153,7 @@ def decode_block(raw: bytes, size: int, path: str) -> DecodedBlock:
             (tag,) = unpack_tag(raw, kend)
             pos = kend + 8 + vlen
             kind = tag & 3
+            entry: BlockEntry
             if kind == KIND_VALUE:
                 entry = (key, -(tag >> 2), raw[kend + 8 : pos])
             elif kind == KIND_TOMBSTONE and vlen == 0:
@@ -205,6 +206,6 @@ def decode_index(raw: bytes, size: int, path: str) -> tuple[list[bytes], list[in
         raise CorruptionError("index block truncated", path) from None
     if ends[-1] != size:
         raise CorruptionError("index block keys do not fill the block", path)
-    keys = [raw[a:b] for a, b in zip(ends, ends[1:])]
+    keys = [raw[a:b] for a, b in pairwise(ends)]
     return keys, offsets, sizes
 

@@ -57,7 +57,7 @@ def build_hash_index(h2s: Sequence[int], blocks: Sequence[int], num_blocks: int)
 class HashIndex:
     """A decoded hash index block; `lookup` is O(1): one array read and two comparisons."""
 
-    __slots__ = ("_buckets", "_mask", "_num_blocks", "_empty", "_collision", "_path")
+    __slots__ = ("_buckets", "_collision", "_empty", "_mask", "_num_blocks", "_path")
 
     def __init__(self, contents: bytes, num_blocks: int, path: str) -> None:
         if len(contents) < 2 or contents[0] not in _TYPECODES or contents[1] > 40:

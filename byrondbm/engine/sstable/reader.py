@@ -14,6 +14,7 @@ import os
 import weakref
 from bisect import bisect_left
 from collections.abc import Iterator
+from itertools import pairwise
 
 from ...errors import CorruptionError, error
 from ..records import Entry
@@ -21,13 +22,11 @@ from .block import DecodedBlock, LargeValue, decode_block, decode_index, restart
 from .bloom import BloomFilter, key_hashes
 from .cache import BlockCache
 from .format import (
-    BLOCK_CHUNK,
     BLOCK_DATA,
     BLOCK_FILTER,
     BLOCK_HASH_INDEX,
     BLOCK_INDEX,
     BLOCK_PROPERTIES,
-    CHUNK_SIZE,
     FOOTER_SIZE,
     TRAILER_SIZE,
     TableProperties,
@@ -35,8 +34,8 @@ from .format import (
     decode_properties,
     read_block,
     read_exact,
+    read_run,
     run_size,
-    verify_trailer,
 )
 from .hash_index import ABSENT, COLLISION, HashIndex
 
@@ -85,7 +84,7 @@ class TableReader:
             end = offset + block_size + TRAILER_SIZE
         if end != props.data_size:
             raise CorruptionError("table index does not end at the data area's end", path)
-        if any(a > b for a, b in zip(keys, keys[1:])):
+        if any(a > b for a, b in pairwise(keys)):
             raise CorruptionError("table index keys out of order", path)
         handle = footer.filter
         bloom = BloomFilter(read_block(fd, *handle, BLOCK_FILTER, path)[: handle.size], path)
@@ -133,7 +132,7 @@ class TableReader:
             b = bisect_left(self._last_keys, key)
             if b == self._num_blocks:
                 return None
-        block = self._cache_get(self._cache_keys[b])
+        block: DecodedBlock | None = self._cache_get(self._cache_keys[b])  # type: ignore[assignment]
         entries, newest, _ = self._load(b) if block is None else block
         entry = newest.get(key)
         if entry is None:
@@ -175,7 +174,7 @@ class TableReader:
             entries, _, has_large = self._block(b)
             i = 0 if start is None else bisect_left(entries, (start,))
             j = len(entries) if stop is None or keys[b] < stop else bisect_left(entries, (stop,))
-            yield from self._resolved(entries[i:j]) if has_large else entries[i:j]
+            yield from self._resolved(entries[i:j]) if has_large else entries[i:j]  # type: ignore[misc]
             if j < len(entries):
                 return
             start = None
@@ -189,7 +188,7 @@ class TableReader:
             j = len(entries) if stop is None else bisect_left(entries, (stop,))
             part = entries[i:j]
             part.reverse()
-            yield from self._resolved(part) if has_large else part
+            yield from self._resolved(part) if has_large else part  # type: ignore[misc]
             if i > 0:
                 return
             stop = None
@@ -205,8 +204,8 @@ class TableReader:
 
     def _block(self, b: int) -> DecodedBlock:
         """Data block ``b``, decoded, from the cache or the file (then cached)."""
-        block = self._cache_get(self._cache_keys[b])
-        return self._load(b) if block is None else block  # type: ignore[return-value]
+        block: DecodedBlock | None = self._cache_get(self._cache_keys[b])  # type: ignore[assignment]
+        return self._load(b) if block is None else block
 
     def _load(self, b: int) -> DecodedBlock:
         """Read, verify and decode data block ``b``, and cache it."""
@@ -221,23 +220,9 @@ class TableReader:
         return read_block(self._fd, offset, size, block_type, self.path)
 
     def _read_large(self, ref: LargeValue) -> bytes:
-        """Read, verify and join the chunk run of a large value. Cost: one pread, O(length) in C."""
-        offset, length = ref
-        total = run_size(length)
-        if offset + total > self.properties.data_size:
-            raise CorruptionError("large value runs past the data area", self.path)
         if self._closed:
             raise error(f"table {self.path} is closed")
-        raw = read_exact(self._fd, total, offset, self.path)
-        view = memoryview(raw)
-        parts = []
-        pos = 0
-        for start in range(0, length, CHUNK_SIZE):
-            size = min(CHUNK_SIZE, length - start)
-            verify_trailer(raw, pos, size, BLOCK_CHUNK, self.path)
-            parts.append(view[pos : pos + size])
-            pos += size + TRAILER_SIZE
-        return b"".join(parts)
+        return read_run(self._fd, ref.offset, ref.length, self.properties.data_size, self.path)
 
     def check(self) -> int:
         """Read and verify every block and large-value run (bypassing the cache), entry order, and that
@@ -253,14 +238,13 @@ class TableReader:
             raw = self._read(offset, size, BLOCK_DATA)
             entries = decode_block(raw, size, path)[0]
             restarts = restart_offsets(raw, size)
-            if restarts[0] != 0 or any(x >= y for x, y in zip(restarts, restarts[1:])):
+            if restarts[0] != 0 or any(x >= y for x, y in pairwise(restarts)):
                 raise CorruptionError(f"data block {b} has a bad restart array", path)
             for key, negseq, value in entries:
                 if prev is not None and (key, negseq) <= prev:
                     raise CorruptionError(f"entries out of order in data block {b}", path)
-                if prev is None:
-                    if key != props.smallest_key:
-                        raise CorruptionError("table smallest key disagrees with its entries", path)
+                if prev is None and key != props.smallest_key:
+                    raise CorruptionError("table smallest key disagrees with its entries", path)
                 if prev is None or key != prev[0]:
                     hashes = key_hashes(key)
                     if not self._bloom.may_contain(hashes):

@@ -14,7 +14,14 @@ import mmh3
 
 from ...errors import error
 from ...options import Options
-from .block import KIND_LARGE, KIND_TOMBSTONE, KIND_VALUE, LARGE_REF, BlockBuilder, encode_index
+from .block import (
+    KIND_LARGE,
+    KIND_TOMBSTONE,
+    KIND_VALUE,
+    LARGE_REF,
+    BlockBuilder,
+    encode_index,
+)
 from .bloom import build_filter
 from .format import (
     BLOCK_CHUNK,
@@ -109,10 +116,8 @@ class TableWriter:
         self._block.add(key, tag, field)
         self._last = (key, negseq)
         self._num_entries += 1
-        if seq < self._min_seq:
-            self._min_seq = seq
-        if seq > self._max_seq:
-            self._max_seq = seq
+        self._min_seq = min(self._min_seq, seq)
+        self._max_seq = max(self._max_seq, seq)
         if self._block.size >= self._block_size:
             self._finish_block()
 
