@@ -1,7 +1,7 @@
 """The gRPC server and its client, against a real server process on loopback.
 
-Each test starts `python -m byrondbm.server PATH --port 0` (the `serve` subcommand on its own), reads the
-bound port from its first line, talks to it with `byrondbm.server.client`, and stops it with a signal.
+Each test starts `python -m byrondbm serve PATH --port 0` (the command line's `serve`), reads the bound
+port from its first line, talks to it with `byrondbm.server.client`, and stops it with a signal.
 Every wait is bounded; every loop has a fixed number of steps.
 """
 
@@ -42,7 +42,7 @@ def _env() -> dict[str, str]:
 
 
 def _serve_cmd(path: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "byrondbm.server", str(path), *args]
+    return [sys.executable, "-m", "byrondbm", "serve", str(path), *args]
 
 
 class ServerProcess:
@@ -346,6 +346,10 @@ def test_non_loopback_without_token_refuses_to_start(tmp_path: Path) -> None:
     empty.write_text("\n")
     result = _run_serve(path, "--token-file", str(empty), "--port", "0")
     assert result.returncode == 2 and "empty" in result.stderr, result
+    # The same command on its own, without the rest of the command line:
+    standalone = [sys.executable, "-m", "byrondbm.server", str(path), "--host", "0.0.0.0"]
+    result = subprocess.run(standalone, capture_output=True, text=True, timeout=WAIT, env=_env(), check=False)
+    assert result.returncode == 2 and "refusing" in result.stderr, result
     assert not path.exists()  # refused before touching the database
 
 

@@ -16,14 +16,20 @@ from byrondbm.server import DEFAULT_GRACE, DEFAULT_PORT, DEFAULT_WORKERS, format
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", help="the database directory (created if missing, unless --flag says otherwise)")
+    parser.add_argument(
+        "path", metavar="PATH", help="the database directory (created if missing, unless --flag says otherwise)"
+    )
     parser.add_argument(
         "--host",
         default="127.0.0.1",
         help="address to bind (default 127.0.0.1; any non-loopback address requires --token-file)",
     )
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)"
+        "--port",
+        metavar="N",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free one)",
     )
     parser.add_argument(
         "--token-file",
@@ -35,12 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--grace",
+        metavar="SECONDS",
         type=float,
         default=DEFAULT_GRACE,
         help=f"seconds calls in flight may run on after SIGINT/SIGTERM (default {DEFAULT_GRACE:g})",
     )
     parser.add_argument(
         "--workers",
+        metavar="N",
         type=int,
         default=DEFAULT_WORKERS,
         help=f"threads running database calls (default {DEFAULT_WORKERS})",
