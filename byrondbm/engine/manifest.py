@@ -170,10 +170,11 @@ class ManifestWriter:
             os.replace(tmp, current)
         except BaseException:
             self.close()
-            try:
-                os.unlink(self.path)
-            except OSError:
-                pass
+            for leftover in (self.path, tmp):
+                try:
+                    os.unlink(leftover)
+                except OSError:
+                    pass
             raise
         # CURRENT names this manifest now: a failure from here on cannot be undone, so it fails the writer
         try:

@@ -1,0 +1,155 @@
+"""manifest.py: edits fold into the state; CURRENT/manifest damage is a clean CorruptionError; a failed
+append is cut back (never a torn edit before a good one); a failed rotation leaves the old manifest current."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+import byrondbm
+from byrondbm import CorruptionError
+from byrondbm.engine import manifest
+from byrondbm.engine.framing import frame
+from byrondbm.engine.manifest import FileMeta, ManifestState, ManifestWriter
+
+
+def _meta(n: int) -> FileMeta:
+    return FileMeta(n, 1000 + n, b"a%d" % n, b"z%d" % n, n, n + 5, 10, 1)
+
+
+def _writer(directory: str, number: int = 3) -> ManifestWriter:
+    state = ManifestState(next_file=10, logs=[4], log_floor=4)
+    return ManifestWriter(directory, number, state, 0o644)
+
+
+def test_edits_fold_into_the_state(tmp_path) -> None:
+    d = str(tmp_path)
+    w = _writer(d)
+    w.append({"add": [_meta(5).encode(0), _meta(6).encode(1)], "last_seq": 40, "count": 7})
+    w.append({"del": [[0, 5]], "logs": [8], "log_floor": 8, "next_file": 12, "pointer": [1, b"m".hex()]})
+    w.close()
+    state, name = manifest.load(d)
+    assert name == "MANIFEST-000003"
+    assert state.levels == {0: {}, 1: {6: _meta(6)}}
+    assert (state.last_seq, state.count, state.logs, state.log_floor, state.next_file) == (40, 7, [8], 8, 12)
+    assert state.pointers == {1: b"m"}
+
+
+def test_torn_last_edit_is_dropped(tmp_path) -> None:
+    d = str(tmp_path)
+    w = _writer(d)
+    w.append({"last_seq": 5})
+    w.close()
+    with open(w.path, "ab") as f:
+        f.write(manifest.encode_edit({"last_seq": 9})[:-3])
+    assert manifest.load(d)[0].last_seq == 5
+
+
+@pytest.mark.parametrize(
+    "current",
+    [None, b"", b"MANIFEST-000003", b"garbage\n", b"MANIFEST-000099\n", b"000003.log\n", b"M" * 100000],
+)
+def test_bad_current_is_a_corruption_error(tmp_path, current) -> None:
+    d = str(tmp_path)
+    _writer(d).close()
+    path = os.path.join(d, "CURRENT")
+    if current is None:
+        os.unlink(path)
+    else:
+        with open(path, "wb") as f:
+            f.write(current)
+    with pytest.raises(CorruptionError):
+        manifest.load(d)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"not json", b"[1, 2]", b'{"add": [[0, 1]]}', b'{"add": [[0, 1, 2, "zz", "", 1, 2, 3, 4]]}',
+     b'{"logs": "abc"}', b'{"next_file": "x"}', b"\xff\xfe", b'{"del": [1]}'],
+)
+def test_malformed_edit_is_a_corruption_error(tmp_path, payload: bytes) -> None:
+    d = str(tmp_path)
+    w = _writer(d)
+    w.close()
+    with open(w.path, "ab") as f:
+        f.write(frame(manifest.EDIT, payload))
+    with pytest.raises(CorruptionError, match="MANIFEST-000003"):
+        manifest.load(d)
+
+
+def test_unknown_record_type_and_empty_manifest(tmp_path) -> None:
+    d = str(tmp_path)
+    w = _writer(d)
+    w.close()
+    with open(w.path, "ab") as f:
+        f.write(frame(7, b"{}"))
+    with pytest.raises(CorruptionError, match="type 7"):
+        manifest.load(d)
+    open(w.path, "wb").close()
+    with pytest.raises(CorruptionError, match="no valid edit"):
+        manifest.load(d)
+
+
+def test_failed_append_is_cut_back(tmp_path, monkeypatch) -> None:
+    d = str(tmp_path)
+    w = _writer(d)
+    w.append({"last_seq": 5})
+
+    real_sync = manifest.sync_fd
+    calls = []
+
+    def enospc_once(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_sync(fd)
+
+    monkeypatch.setattr(manifest, "sync_fd", enospc_once)
+    with pytest.raises(OSError):
+        w.append({"last_seq": 6, "add": [_meta(9).encode(0)]})
+    monkeypatch.undo()
+    assert os.path.getsize(w.path) == w.size
+    w.append({"last_seq": 7})
+    w.close()
+    state, _ = manifest.load(d)
+    assert state.last_seq == 7 and 9 not in state.levels.get(0, {})
+
+
+def test_append_fails_for_good_if_the_cut_fails(tmp_path, monkeypatch) -> None:
+    d = str(tmp_path)
+    w = _writer(d)
+
+    def eio(*args: object) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(manifest, "sync_fd", eio)
+    monkeypatch.setattr(os, "ftruncate", eio)
+    with pytest.raises(OSError):
+        w.append({"last_seq": 6})
+    monkeypatch.undo()
+    with pytest.raises(byrondbm.error, match="reopen"):
+        w.append({"last_seq": 7})
+    w.close()
+
+
+def test_failed_rotation_keeps_the_old_manifest_current(tmp_path, monkeypatch) -> None:
+    d = str(tmp_path)
+    old = _writer(d, 3)
+    old.append({"last_seq": 5})
+    real_replace = os.replace
+
+    def failing_replace(src: str, dst: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        ManifestWriter(d, 9, ManifestState(next_file=20, last_seq=5), 0o644)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert manifest.read_current(d) == "MANIFEST-000003"
+    assert not os.path.exists(os.path.join(d, "MANIFEST-000009"))
+    assert not os.path.exists(os.path.join(d, "CURRENT.tmp"))
+    old.append({"last_seq": 8})
+    old.close()
+    assert manifest.load(d)[0].last_seq == 8
