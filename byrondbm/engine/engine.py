@@ -153,6 +153,10 @@ class Engine:
         self._stopping = False
         self._bg_error: Optional[BaseException] = None
         self.counters = collections.Counter()  # flushes, compactions, bytes written, retired bloom counts
+        self._max_imms = options.max_immutable_memtables
+        self._l0_stop = options.l0_stop_trigger
+        self._memtable_size = options.memtable_size
+        self._throttle = False  # set when a compactor thread runs: it is what a slowed writer waits for
 
         self._prepare_directory(create, replace)
         self._lock = _DirLock(directory, exclusive=not read_only, os_lock=lock, mode=mode)
@@ -167,13 +171,16 @@ class Engine:
                 raise error(errno.ENOENT, "no byrondbm database here", directory)
             else:
                 self._create()
-        except BaseException:
+        except BaseException as e:
             self._lock.release()
+            if isinstance(e, OSError) and not isinstance(e, error):  # e.g. a full disk while recovering
+                raise error(e.errno, f"cannot open the database: {e.strerror}", e.filename or directory) from e
             raise
         self._closed = False
         if not read_only and options.background_compaction:
             self._bg_thread = threading.Thread(target=self._background, name="byrondbm-compactor", daemon=True)
             self._bg_thread.start()
+            self._throttle = True
             self._bg_wake.set()
 
     # ------------------------------------------------------------------ opening
@@ -333,41 +340,51 @@ class Engine:
         """Apply ``ops`` atomically: one log record, consecutive sequence numbers, visible together.
 
         Returns when the log record is as durable as the open's durability mode promises.
+        Cost: one log append plus O(log n) per op in the memtable (the hot path: keep it lean).
         """
+        if self._closed or self.read_only:
+            self._check_writable()
         if not ops:
             return
-        self._check_open()
-        if self.read_only:
-            raise error("database is open read-only")
-        v = self._version
-        if len(v.levels[0]) >= self.options.l0_slowdown_trigger and self._bg_thread is not None:
+        if self._throttle and len(self._version.levels[0]) >= self.options.l0_slowdown_trigger:
             time.sleep(0.001)  # let the compactor catch up before L0 stops writes
         with self._write_lock:
-            self._check_open()
-            self._make_room()
+            if self._closed:
+                raise error("database is closed")
+            v = self._version
+            if len(v.imms) >= self._max_imms or len(v.levels[0]) >= self._l0_stop:
+                self._make_room()
+                v = self._version
+            if v.mem.size >= self._memtable_size:  # the rotation after an earlier write failed: retry it first
+                try:
+                    self._rotate()
+                except OSError as e:
+                    raise error(e.errno, f"writes stopped: cannot start a new log: {e.strerror}", e.filename) from e
+                v = self._version
             wal = self._wal
-            assert wal is not None
             seq = self._last_seq + 1
             try:
-                end = wal.add(encode_batch(seq, ops))
+                end = wal.add(encode_batch(seq, ops))  # type: ignore[union-attr]
             except OSError as e:
-                raise error(e.errno, f"write to the log failed: {e.strerror}", wal.path) from e
-            mem = self._version.mem
+                raise error(e.errno, f"write to the log failed: {e.strerror}", wal.path) from e  # type: ignore[union-attr]
+            mem = v.mem
+            put = mem.put
             keep = bool(self._pins)
-            user_bytes = 0
             for key, value in ops:
-                mem.put((key, -seq, value), keep)
+                put((key, -seq, value), keep)
                 seq += 1
-                user_bytes += len(key) + (len(value) if value is not None else 0)
             self._last_seq = seq - 1
-            self.counters["user_bytes_written"] += user_bytes
-            if mem.size >= self.options.memtable_size:
-                self._rotate()
+            if mem.size >= self._memtable_size:
+                try:
+                    self._rotate()
+                except OSError as e:  # this write is applied; the rotation (or inline flush) is retried later
+                    self._bg_error = e
+                    self.counters["background_errors"] += 1
         if self._durability is SYNC:
             try:
-                wal.sync_to(end)
+                wal.sync_to(end)  # type: ignore[union-attr]
             except OSError as e:
-                raise error(e.errno, f"fsync of the log failed: {e.strerror}", wal.path) from e
+                raise error(e.errno, f"fsync of the log failed: {e.strerror}", wal.path) from e  # type: ignore[union-attr]
 
     def _make_room(self) -> None:
         """Backpressure (DESIGN invariant 6): wait while too many memtables or L0 files are pending."""
@@ -377,10 +394,15 @@ class Engine:
             if len(v.imms) < opts.max_immutable_memtables and len(v.levels[0]) < opts.l0_stop_trigger:
                 return
             if self._bg_thread is None:
-                self._do_work()
+                try:
+                    self._do_work()
+                except OSError as e:
+                    raise error(e.errno, f"writes stopped: flush or compaction failed: {e.strerror}", e.filename) from e
                 continue
             if self._bg_error is not None:
                 raise error(f"writes stopped: background work failed: {self._bg_error}")
+            if self._closed:
+                raise error("database was closed while this write waited for the compactor")
             self._bg_wake.set()
             self._cond.wait(0.05)
 
@@ -395,6 +417,7 @@ class Engine:
             self._manifest_append({"logs": [number]})
             old_wal.close(sync=self._durability is SYNC)
             self.counters["log_bytes_written"] += old_wal.size
+            self.counters["user_bytes_written"] += self._version.mem.payload_bytes
             self._wal = new_wal
             v = self._version
             self._version = v.with_memtables(Memtable(number), (v.mem,) + v.imms)
@@ -779,11 +802,11 @@ class Engine:
         self._check_open()
         if self.read_only:
             return
-        with self._write_lock:
-            wal = self._wal
-            assert wal is not None
-            wal.flush()
         try:
+            with self._write_lock:
+                wal = self._wal
+                assert wal is not None
+                wal.flush()
             wal.sync()
         except OSError as e:
             raise error(e.errno, f"fsync of the log failed: {e.strerror}", wal.path) from e
@@ -821,7 +844,7 @@ class Engine:
         tables = v.tables()
         wal_now = self._wal.size if self._wal is not None else 0
         engine_bytes = c["log_bytes_written"] + wal_now + c["table_bytes_written"]
-        user = c["user_bytes_written"]
+        user = c["user_bytes_written"] + v.mem.payload_bytes
         levels = [
             {"level": i, "files": len(ts), "bytes": sum(t.properties.file_size for t in ts),
              "keys": sum(t.properties.num_entries for t in ts)}

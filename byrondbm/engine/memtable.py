@@ -46,6 +46,11 @@ class Memtable:
         """Number of distinct keys."""
         return len(self._map)
 
+    @property
+    def payload_bytes(self) -> int:
+        """Bytes of keys and values written into this memtable (what the user wrote)."""
+        return self.size - self.entries * ENTRY_OVERHEAD
+
     def put(self, entry: Entry, keep_old: bool) -> None:
         """Add ``entry`` (newer than any entry of its key here). Keep older versions if ``keep_old``.
 
@@ -55,7 +60,8 @@ class Memtable:
         m = self._map
         old = dict.get(m, key)
         if old is None:
-            m[key] = entry
+            m._list_add(key)  # SortedDict.__setitem__ without its redundant membership test
+            dict.__setitem__(m, key, entry)
             self.new_keys.append(key)
             if entry[2] is not None:
                 self.live += 1
