@@ -134,6 +134,7 @@ def test_shared_prefix_matches_naive() -> None:
 
 def test_builder_sizes_and_reset() -> None:
     builder = BlockBuilder()
+    assert builder.estimated_size() == 0
     builder.add(b"key", 1 << 2 | KIND_VALUE, b"value")
     expected = builder.estimated_size()
     first = builder.finish()

@@ -11,6 +11,8 @@ from bisect import bisect_left
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from byrondbm.engine.sstable import (
     BlockCache,
@@ -110,7 +112,9 @@ def test_iter_random_bounds_forward_and_reverse(big_table: tuple) -> None:
         start, stop = (None if rng.random() < 0.15 else b for b in sorted(bounds))
         if rng.random() < 0.1:
             start, stop = stop, start  # empty or unbounded ranges too
-        expected = model_range(entries, start, stop)
+        lo = 0 if start is None else bisect_left(keys, start)
+        hi = len(keys) if stop is None else bisect_left(keys, stop)
+        expected = entries[lo:hi] if lo < hi else []
         assert list(reader.iter(start, stop)) == expected
         assert list(reader.iter(start, stop, reverse=True)) == expected[::-1]
     reader.close()
@@ -132,6 +136,36 @@ def test_many_versions_of_one_key_span_blocks(tmp_path: Path) -> None:
     assert list(reader.iter(b"k", b"l", reverse=True)) == entries[1:-1][::-1]
     assert list(reader.iter(b"b", reverse=True)) == entries[1:][::-1]
     assert reader.check() == len(entries)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    raw=st.lists(
+        st.tuples(st.binary(max_size=6), st.integers(1, 60), st.one_of(st.none(), st.binary(max_size=200))),
+        min_size=1,
+        max_size=150,
+        unique_by=lambda e: (e[0], e[1]),
+    ),
+    block_size=st.sampled_from([256, 700, 4096]),
+)
+def test_random_tables_match_the_model(tmp_path: Path, raw: list, block_size: int) -> None:
+    """Tiny blocks, many versions, values on both sides of a 64-byte large-value threshold."""
+    entries = sorted((k, -s, v) for k, s, v in raw)
+    path = tmp_path / f"h{random.random()}.sst"
+    write_table(path, entries, block_size=block_size, large_value_threshold=64)
+    reader = TableReader(str(path), 1, BlockCache(1 << 16))
+    try:
+        assert reader.check() == len(entries)
+        assert list(reader.iter()) == entries
+        assert list(reader.iter(reverse=True)) == entries[::-1]
+        for key in {e[0] for e in entries} | {b"", b"\x00", b"zz"}:
+            for read_negseq in (LATEST, -30, -1, 0):
+                assert reader.get(key, key_hashes(key), read_negseq) == model_get(entries, key, read_negseq)
+        assert list(reader.iter(b"\x01", b"\x80")) == model_range(entries, b"\x01", b"\x80")
+        assert list(reader.iter(b"\x01", b"\x80", reverse=True)) == model_range(entries, b"\x01", b"\x80")[::-1]
+    finally:
+        reader.close()
+        path.unlink()
 
 
 @pytest.mark.parametrize("size", [1 << 20, 20 << 20])
@@ -216,7 +250,7 @@ def test_writer_file_size_and_mode(tmp_path: Path) -> None:
     assert sizes == sorted(sizes) and sizes[0] > 0
     assert sizes[-1] >= 5000 * 50
     props = writer.finish()
-    assert props.file_size == path.stat().st_size >= sizes[-1]
+    assert writer.file_size == props.file_size == path.stat().st_size >= sizes[-1]
     assert path.stat().st_mode & 0o777 == 0o600 & ~_umask()
     with pytest.raises(error):
         writer.add(b"zzz", -1, b"x")

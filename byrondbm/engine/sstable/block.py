@@ -96,8 +96,8 @@ class BlockBuilder:
         self.last_key = key
 
     def estimated_size(self) -> int:
-        """Bytes `finish` would return now."""
-        return self.size + 4 * len(self._restarts) + 4
+        """Bytes `finish` would return now (0 while the block is empty)."""
+        return self.size + 4 * len(self._restarts) + 4 if self._count else 0
 
     def finish(self) -> bytes:
         """The block contents (without the type/CRC trailer); resets the builder for the next block."""
