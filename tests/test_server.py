@@ -353,9 +353,11 @@ def test_non_loopback_without_token_refuses_to_start(tmp_path: Path) -> None:
     assert not path.exists()  # refused before touching the database
 
 
-def test_port_in_use_fails_with_status_1(tmp_path: Path, server: ServerProcess) -> None:
+def test_port_in_use_or_database_locked_fails_with_status_1(tmp_path: Path, server: ServerProcess) -> None:
     result = _run_serve(tmp_path / "other", "--port", str(server.port))
     assert result.returncode == 1 and "cannot bind" in result.stderr, result
+    result = _run_serve(server.path, "--port", "0")  # the running server holds the database's lock
+    assert result.returncode == 1 and "lock" in result.stderr, result
 
 
 def test_message_size_limits(server: ServerProcess, client: Client) -> None:
