@@ -66,7 +66,8 @@ class TableWriter:
         self._h1s = array("Q")
         self._h2s = array("Q")
         self._key_blocks = array("I")
-        self._last: tuple[bytes, int] | None = None
+        self._last_key: bytes | None = None
+        self._last_negseq = 0
         self._smallest = b""
         self._num_entries = 0
         self._num_deletions = 0
@@ -85,19 +86,25 @@ class TableWriter:
 
     def add(self, key: bytes, negseq: int, value: bytes | None) -> None:
         """Append one entry; it must come strictly after the previous one in entry order (else ValueError)."""
-        last = self._last
-        if last is None:
-            if self._finished:
-                raise error(f"table writer for {self.path} is finished")
-            self._smallest = key
-            new_key = True
-        else:
-            if key < last[0] or (key == last[0] and negseq <= last[1]):
-                raise ValueError(f"table entries out of order: {(key, negseq)!r} after {last!r}")
-            new_key = key != last[0]
         seq = -negseq
         if not 0 <= seq <= MAX_STORED_SEQ:
             raise ValueError(f"sequence number {seq} out of the storable range")
+        last_key = self._last_key
+        if key != last_key:
+            if last_key is None:
+                if self._finished:
+                    raise error(f"table writer for {self.path} is finished")
+                self._smallest = key
+            elif key < last_key:
+                raise ValueError(f"table entries out of order: key {key!r} after {last_key!r}")
+            h1, h2 = mmh3.hash64(key, signed=False)
+            self._h1s.append(h1)
+            self._h2s.append(h2)
+            self._key_blocks.append(len(self._index_keys))
+            self._last_key = key
+        elif negseq <= self._last_negseq:
+            raise ValueError(f"table entries out of order: {key!r} seq {-negseq} after seq {-self._last_negseq}")
+        self._last_negseq = negseq
         if value is None:
             tag = seq << 2 | KIND_TOMBSTONE
             field = b""
@@ -108,22 +115,19 @@ class TableWriter:
         else:
             tag = seq << 2 | KIND_VALUE
             field = value
-        if new_key:
-            h1, h2 = mmh3.hash64(key, signed=False)
-            self._h1s.append(h1)
-            self._h2s.append(h2)
-            self._key_blocks.append(len(self._index_keys))
-        self._block.add(key, tag, field)
-        self._last = (key, negseq)
+        block = self._block
+        block.add(key, tag, field)
         self._num_entries += 1
-        self._min_seq = min(self._min_seq, seq)
-        self._max_seq = max(self._max_seq, seq)
-        if self._block.size >= self._block_size:
+        if seq < self._min_seq:  # noqa: PLR1730 - cheaper than min() on the hot path
+            self._min_seq = seq
+        if seq > self._max_seq:  # noqa: PLR1730
+            self._max_seq = seq
+        if block.size >= self._block_size:
             self._finish_block()
 
     def finish(self) -> TableProperties:
         """Write the remaining blocks and the footer, fsync and close. ValueError if no entry was added."""
-        if self._last is None:
+        if self._last_key is None:
             raise ValueError(f"table {self.path} has no entries")
         if len(self._block):
             self._finish_block()
@@ -133,7 +137,7 @@ class TableWriter:
         hash_handle = self._write_block(build_hash_index(self._h2s, self._key_blocks, num_blocks), BLOCK_HASH_INDEX)
         index = encode_index(self._index_keys, self._index_offsets, self._index_sizes)
         index_handle = self._write_block(index, BLOCK_INDEX)
-        largest = self._last[0]
+        largest = self._last_key
         props_offset = self._offset()
         file_size = props_offset + properties_size(self._smallest, largest) + TRAILER_SIZE + FOOTER_SIZE
         props = TableProperties(
@@ -153,7 +157,7 @@ class TableWriter:
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = -1
-        self._last = None
+        self._last_key = None
         self._finished = True
         return props
 
@@ -163,7 +167,7 @@ class TableWriter:
             os.close(self._fd)
             self._fd = -1
         self._finished = True
-        self._last = None
+        self._last_key = None
         try:
             os.unlink(self.path)
         except FileNotFoundError:
