@@ -355,7 +355,7 @@ class Engine:
             if len(v.imms) >= self._max_imms or len(v.levels[0]) >= self._l0_stop:
                 self._make_room()
                 v = self._version
-            if v.mem.size >= self._memtable_size:  # the rotation after an earlier write failed: retry it first
+            if v.mem.size >= self._memtable_size:  # rotate before, so a failed rotation refuses the write
                 try:
                     self._rotate()
                 except OSError as e:
@@ -367,19 +367,19 @@ class Engine:
                 end = wal.add(encode_batch(seq, ops))  # type: ignore[union-attr]
             except OSError as e:
                 raise error(e.errno, f"write to the log failed: {e.strerror}", wal.path) from e  # type: ignore[union-attr]
-            mem = v.mem
-            put = mem.put
-            keep = bool(self._pins)
-            for key, value in ops:
-                put((key, -seq, value), keep)
-                seq += 1
-            self._last_seq = seq - 1
-            if mem.size >= self._memtable_size:
-                try:
-                    self._rotate()
-                except OSError as e:  # this write is applied; the rotation (or inline flush) is retried later
-                    self._bg_error = e
-                    self.counters["background_errors"] += 1
+            put = v.mem.put
+            if len(ops) == 1:
+                # Published first: point reads (lock-free) read at _last_seq and see either the old entry or
+                # this one, a single dict store apart.
+                self._last_seq = seq
+                key, value = ops[0]
+                put((key, -seq, value), bool(self._pins))
+            else:
+                # Published last, and old versions kept, so a point read never sees half of a batch.
+                for key, value in ops:
+                    put((key, -seq, value), True)
+                    seq += 1
+                self._last_seq = seq - 1
         if self._durability is SYNC:
             try:
                 wal.sync_to(end)  # type: ignore[union-attr]
@@ -389,6 +389,7 @@ class Engine:
     def _make_room(self) -> None:
         """Backpressure (DESIGN invariant 6): wait while too many memtables or L0 files are pending."""
         opts = self.options
+        failures = self.counters["background_errors"]
         while True:
             v = self._version
             if len(v.imms) < opts.max_immutable_memtables and len(v.levels[0]) < opts.l0_stop_trigger:
@@ -399,7 +400,7 @@ class Engine:
                 except OSError as e:
                     raise error(e.errno, f"writes stopped: flush or compaction failed: {e.strerror}", e.filename) from e
                 continue
-            if self._bg_error is not None:
+            if self._bg_error is not None and self.counters["background_errors"] > failures:  # failed again
                 raise error(f"writes stopped: background work failed: {self._bg_error}")
             if self._closed:
                 raise error("database was closed while this write waited for the compactor")
@@ -445,10 +446,12 @@ class Engine:
 
     # ------------------------------------------------------------------ reading
 
-    def get(self, key: bytes, read_negseq: int = NEWEST) -> Optional[bytes]:
-        """The value of ``key`` as of the reader's sequence number, or None."""
+    def get(self, key: bytes, read_negseq: Optional[int] = None) -> Optional[bytes]:
+        """The value of ``key`` as of ``-read_negseq`` (a snapshot's), by default the last published write."""
         if self._closed:
             raise error("database is closed")
+        if read_negseq is None:
+            read_negseq = -self._last_seq
         e = self._lookup(self._version, key, read_negseq, 0)
         return None if e is None else e[2]
 
