@@ -239,14 +239,16 @@ def _after(key: bytes) -> bytes:
 
 
 class _Items(ItemsView[bytes, bytes]):
-    _mapping: Database
+    """``items()`` of a Database or Snapshot: one scan, not a lookup per key."""
+
+    _mapping: _Scan  # type: ignore[assignment]
 
     def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
         return self._mapping.scan()
 
 
 class _Values(ValuesView[bytes]):
-    _mapping: Database
+    _mapping: _Scan  # type: ignore[assignment]
 
     def __iter__(self) -> Iterator[bytes]:
         return (v for _, v in self._mapping.scan())
@@ -322,6 +324,7 @@ class Snapshot(_Scan, Mapping[bytes, bytes]):
         return self.scan(keys_only=True)
 
     def __len__(self) -> int:
+        self._read_seq()  # a released snapshot raises, even with its length remembered
         if self._len is None:
             self._len = sum(1 for _ in self.scan(keys_only=True))
         return self._len
@@ -329,7 +332,14 @@ class Snapshot(_Scan, Mapping[bytes, bytes]):
     def keys(self) -> list[bytes]:  # type: ignore[override]
         return list(self.scan(keys_only=True))
 
+    def items(self) -> ItemsView[bytes, bytes]:
+        return _Items(self)  # type: ignore[arg-type]
+
+    def values(self) -> ValuesView[bytes]:
+        return _Values(self)  # type: ignore[arg-type]
+
     def close(self) -> None:
+        """Release the snapshot (idempotent): compactions may drop the old versions it kept."""
         if self._open:
             self._open = False
             self._engine.unpin(self._seq)
