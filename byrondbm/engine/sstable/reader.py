@@ -204,6 +204,8 @@ class TableReader:
 
     def _block(self, b: int) -> DecodedBlock:
         """Data block ``b``, decoded, from the cache or the file (then cached)."""
+        if self._closed:
+            raise error(f"table {self.path} is closed")
         block: DecodedBlock | None = self._cache_get(self._cache_keys[b])  # type: ignore[assignment]
         return self._load(b) if block is None else block
 
