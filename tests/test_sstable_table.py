@@ -291,6 +291,20 @@ def test_iteration_is_lazy(tmp_path: Path) -> None:
     assert cache.misses < props.num_data_blocks
 
 
+def test_one_pass_iteration_leaves_the_cache_alone(tmp_path: Path) -> None:
+    entries = [(b"%06d" % i, -1, b"v" * 100) for i in range(3000)]
+    props = write_table(tmp_path / "t.sst", entries)
+    cache = BlockCache(1 << 24)
+    reader = TableReader(str(tmp_path / "t.sst"), 1, cache)
+    assert reader.get(b"000007", key_hashes(b"000007"), LATEST) == entries[7]
+    assert len(cache) == 1
+    assert list(reader.iter(fill_cache=False)) == entries
+    assert list(reader.iter(b"000100", reverse=True, fill_cache=False)) == entries[100:][::-1]
+    assert len(cache) == 1 and cache.hits >= 1  # the cached block was used, no block was added
+    assert list(reader.iter()) == entries
+    assert len(cache) == props.num_data_blocks
+
+
 # --- lifetime -----------------------------------------------------------------------------------------
 
 

@@ -158,20 +158,26 @@ class TableReader:
                 return None
             entries = self._block(b)[0]
 
-    def iter(self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False) -> Iterator[Entry]:
+    def iter(
+        self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False, *, fill_cache: bool = True
+    ) -> Iterator[Entry]:
         """Entries with ``start <= key < stop`` in entry order, or exactly reversed. Lazy: blocks are read
-        as the consumer advances; large values come back as bytes."""
+        as the consumer advances; large values come back as bytes.
+
+        ``fill_cache=False`` (for compactions and other one-pass reads) still uses cached blocks but does not
+        cache the blocks it reads, so it does not evict the blocks point lookups need.
+        """
         if self._closed:
             raise error(f"table {self.path} is closed")
         if start is not None and stop is not None and start >= stop:
             return iter(())
-        return self._backward(start, stop) if reverse else self._forward(start, stop)
+        return self._backward(start, stop, fill_cache) if reverse else self._forward(start, stop, fill_cache)
 
-    def _forward(self, start: bytes | None, stop: bytes | None) -> Iterator[Entry]:
+    def _forward(self, start: bytes | None, stop: bytes | None, fill: bool) -> Iterator[Entry]:
         keys = self._last_keys
         b = 0 if start is None else bisect_left(keys, start)
         while b < self._num_blocks:
-            entries, _, has_large = self._block(b)
+            entries, _, has_large = self._block(b, fill)
             i = 0 if start is None else bisect_left(entries, (start,))
             j = len(entries) if stop is None or keys[b] < stop else bisect_left(entries, (stop,))
             yield from self._resolved(entries[i:j]) if has_large else entries[i:j]  # type: ignore[misc]
@@ -180,10 +186,10 @@ class TableReader:
             start = None
             b += 1
 
-    def _backward(self, start: bytes | None, stop: bytes | None) -> Iterator[Entry]:
+    def _backward(self, start: bytes | None, stop: bytes | None, fill: bool) -> Iterator[Entry]:
         b = self._num_blocks - 1 if stop is None else min(bisect_left(self._last_keys, stop), self._num_blocks - 1)
         while b >= 0:
-            entries, _, has_large = self._block(b)
+            entries, _, has_large = self._block(b, fill)
             i = 0 if start is None else bisect_left(entries, (start,))
             j = len(entries) if stop is None else bisect_left(entries, (stop,))
             part = entries[i:j]
@@ -202,18 +208,19 @@ class TableReader:
             else:
                 yield entry
 
-    def _block(self, b: int) -> DecodedBlock:
-        """Data block ``b``, decoded, from the cache or the file (then cached)."""
+    def _block(self, b: int, fill: bool = True) -> DecodedBlock:
+        """Data block ``b``, decoded, from the cache or the file (then cached if ``fill``)."""
         if self._closed:
             raise error(f"table {self.path} is closed")
         block: DecodedBlock | None = self._cache_get(self._cache_keys[b])  # type: ignore[assignment]
-        return self._load(b) if block is None else block
+        return self._load(b, fill) if block is None else block
 
-    def _load(self, b: int) -> DecodedBlock:
-        """Read, verify and decode data block ``b``, and cache it."""
+    def _load(self, b: int, fill: bool = True) -> DecodedBlock:
+        """Read, verify and decode data block ``b``, and cache it if ``fill``."""
         size = self._sizes[b]
         block = decode_block(self._read(self._offsets[b], size, BLOCK_DATA), size, self.path)
-        self._cache.put(self._cache_keys[b], block, size)
+        if fill:
+            self._cache.put(self._cache_keys[b], block, size)
         return block
 
     def _read(self, offset: int, size: int, block_type: int) -> bytes:
