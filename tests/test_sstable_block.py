@@ -104,6 +104,12 @@ def test_varint_lengths_over_127() -> None:
     assert roundtrip(entries)[0] == entries
 
 
+@pytest.mark.parametrize("value_len", [127, 128, 300, 16383, 16384, 70000])
+def test_value_length_varints(value_len: int) -> None:
+    entries = [(b"a", -2, b"x" * value_len), (b"ab", -1, b"y" * value_len), (b"b" * 130, -3, b"z" * value_len)]
+    assert roundtrip(entries)[0] == entries
+
+
 def test_empty_key_versions_and_empty_value() -> None:
     entries = [(b"", -3, b""), (b"", -2, None), (b"", -1, b"x"), (b"\x00", -4, b"")]
     decoded, newest, _ = roundtrip(entries)

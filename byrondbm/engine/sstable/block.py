@@ -139,6 +139,9 @@ def decode_block(raw: bytes, size: int, path: str) -> DecodedBlock:
             vlen = raw[pos + 2]
             if (shared | unshared | vlen) < 0x80:
                 pos += 3
+            elif (shared | unshared) < 0x80 and raw[pos + 3] < 0x80:  # a value of 128 bytes to 16 KiB
+                vlen = (vlen & 0x7F) | raw[pos + 3] << 7
+                pos += 4
             else:
                 shared, pos = decode_varint(raw, pos)
                 unshared, pos = decode_varint(raw, pos)
