@@ -22,6 +22,7 @@ from byrondbm.engine.sstable.block import (
     restart_offsets,
     shared_prefix,
 )
+from byrondbm.engine.records import encode_varint
 from byrondbm.errors import CorruptionError
 
 
@@ -108,6 +109,8 @@ def test_varint_lengths_over_127() -> None:
 def test_value_length_varints(value_len: int) -> None:
     entries = [(b"a", -2, b"x" * value_len), (b"ab", -1, b"y" * value_len), (b"b" * 130, -3, b"z" * value_len)]
     assert roundtrip(entries)[0] == entries
+    header = bytes((0, 1)) + encode_varint(value_len)  # the canonical LEB128 encoding, whatever the path
+    assert build(entries).startswith(header + b"a")
 
 
 def test_empty_key_versions_and_empty_value() -> None:

@@ -88,6 +88,8 @@ class BlockBuilder:
         vlen = len(value)
         if (shared | unshared | vlen) < 0x80:
             header = bytes((shared, unshared, vlen))
+        elif (shared | unshared) < 0x80 and vlen < 0x4000:
+            header = bytes((shared, unshared, vlen & 0x7F | 0x80, vlen >> 7))
         else:
             header = encode_varint(shared) + encode_varint(unshared) + encode_varint(vlen)
         self._parts += (header, key[shared:], _TAG.pack(tag), value)
