@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from byrondbm.engine.records import encode_varint
 from byrondbm.engine.sstable.block import (
     KIND_LARGE,
     KIND_TOMBSTONE,
@@ -22,7 +23,6 @@ from byrondbm.engine.sstable.block import (
     restart_offsets,
     shared_prefix,
 )
-from byrondbm.engine.records import encode_varint
 from byrondbm.errors import CorruptionError
 
 
