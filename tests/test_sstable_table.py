@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import random
 import struct
+import threading
 import zlib
 from bisect import bisect_left
 from pathlib import Path
@@ -303,6 +305,34 @@ def test_one_pass_iteration_leaves_the_cache_alone(tmp_path: Path) -> None:
     assert len(cache) == 1 and cache.hits >= 1  # the cached block was used, no block was added
     assert list(reader.iter()) == entries
     assert len(cache) == props.num_data_blocks
+
+
+def test_concurrent_readers_share_a_small_cache(big_table: tuple) -> None:
+    path, entries, _ = big_table
+    cache = BlockCache(64 * 1024)  # far smaller than the table: constant eviction
+    reader = TableReader(str(path), 1, cache)
+    keys = sorted({e[0] for e in entries})
+    failures: list[object] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(400):
+                key = rng.choice(keys)
+                assert reader.get(key, key_hashes(key), LATEST) == model_get(entries, key, LATEST)
+            start = rng.choice(keys)
+            expected = entries[bisect_left(entries, (start,)) :][:500]
+            assert list(itertools.islice(reader.iter(start), 500)) == expected
+        except Exception as exc:  # noqa: BLE001 - reported to the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+    assert cache.charge <= 64 * 1024
 
 
 # --- lifetime -----------------------------------------------------------------------------------------
