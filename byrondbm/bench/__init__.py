@@ -83,30 +83,41 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _command() -> str:
+    """How this process was started, as a user would type it again."""
+    launcher = sys.argv[0].replace(os.sep, "/")
+    if launcher.endswith("bench/__main__.py"):
+        launcher = "python -m byrondbm.bench"
+    elif launcher.endswith("byrondbm/__main__.py"):
+        launcher = "python -m byrondbm"
+    return " ".join([os.path.basename(launcher) if "/" in launcher else launcher, *sys.argv[1:]])
+
+
 def _meta(args: argparse.Namespace, n: int) -> dict[str, Any]:
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([os.path.basename(sys.argv[0]) or "byrondbm", *sys.argv[1:]]),
+        "command": _command(),
         "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
         "n": n, "key_size": KEY_SIZE, "value_size": args.value_size, "repeat": args.repeat, "seed": args.seed,
-        "benchmarks": args.benchmarks, "profiled": bool(args.profile),
-        "load_average_at_end": os.getloadavg(),  # other work on the machine skews the numbers
+        "benchmarks": args.benchmarks, "profiled": bool(args.profile), "load_average_at_start": os.getloadavg(),
     }
 
 
 def _compare(ctx: Context, args: argparse.Namespace) -> int:
     """Every selected engine, every selected workload, `--repeat` times (interleaved so drift hits all)."""
-    skipped = {name: why for name in args.engines if (why := ENGINES[name].unavailable())}
-    engines = {name: ENGINES[name] for name in args.engines if name not in skipped}
+    chosen = [name for name in ENGINES if name in args.engines]  # byrondbm first, as the tables read
+    skipped = {name: why for name in chosen if (why := ENGINES[name].unavailable())}
+    engines = {name: ENGINES[name] for name in chosen if name not in skipped}
     if args.profile:
         ctx.profiler = cProfile.Profile()
+    meta = _meta(args, ctx.n)
     runs: dict[str, list[EngineRun]] = {name: [] for name in engines}
     for _ in range(args.repeat):
         for name, engine in engines.items():
             runs[name].append(run_engine(ctx, engine, args.benchmarks))
     rows = rows_for(args.benchmarks)
     results = {name: report.summarize(r, rows) for name, r in runs.items()}
-    meta = _meta(args, ctx.n)
+    meta["load_average_at_end"] = os.getloadavg()  # other work on the machine skews the numbers
     print(report.render(results, rows, engines, skipped, meta))
     if args.json:
         facts = {name: [run.facts for run in r] for name, r in runs.items()}
