@@ -70,8 +70,7 @@ class BlockBuilder:
         self._parts: list[bytes] = []
         self._restarts: list[int] = []
         self._count = 0
-        self.size = 0
-        """Bytes of entries so far (the restart trailer excluded)."""
+        self.size = 0  # bytes of entries so far (the restart trailer excluded)
         self.last_key = b""
 
     def __len__(self) -> int:
