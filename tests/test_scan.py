@@ -329,7 +329,7 @@ def test_scan_of_100000_keys_under_concurrent_writes_flushes_and_compactions(tmp
     for i in range(0, n, 250):  # 400 keys across the range stay in the active memtable the scan reads
         db[b"key%07d" % (2 * i)] = b"m%d" % i
     expected = [(b"key%07d" % (2 * i), b"m%d" % i if i % 250 == 0 else b"v%d" % i) for i in range(n)]
-    assert db.stats()["immutable_memtables"] == 0
+    assert len(db._engine._version.mem) == 400  # (the batches' memtables may still be waiting to flush)
     snap = db.snapshot()
     scan = db.scan()
     tables_at_start = {f for f in os.listdir(path) if f.endswith(".sst")}
