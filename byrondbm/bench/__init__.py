@@ -94,13 +94,16 @@ def _command() -> str:
 
 
 def _meta(args: argparse.Namespace, n: int) -> dict[str, Any]:
-    return {
+    meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": _command(),
         "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-        "n": n, "key_size": KEY_SIZE, "value_size": args.value_size, "repeat": args.repeat, "seed": args.seed,
-        "benchmarks": args.benchmarks, "profiled": bool(args.profile), "load_average_at_start": os.getloadavg(),
+        "n": n, "key_size": KEY_SIZE, "value_size": args.value_size, "seed": args.seed,
+        "load_average_at_start": os.getloadavg(),  # other work on the machine skews the numbers
     }
+    if not args.scale:
+        meta.update(repeat=args.repeat, benchmarks=args.benchmarks, profiled=bool(args.profile))
+    return meta
 
 
 def _compare(ctx: Context, args: argparse.Namespace) -> int:
@@ -117,7 +120,7 @@ def _compare(ctx: Context, args: argparse.Namespace) -> int:
             runs[name].append(run_engine(ctx, engine, args.benchmarks))
     rows = rows_for(args.benchmarks)
     results = {name: report.summarize(r, rows) for name, r in runs.items()}
-    meta["load_average_at_end"] = os.getloadavg()  # other work on the machine skews the numbers
+    meta["load_average_at_end"] = os.getloadavg()
     print(report.render(results, rows, engines, skipped, meta))
     if args.json:
         facts = {name: [run.facts for run in r] for name, r in runs.items()}
@@ -141,7 +144,8 @@ def _scale(ctx: Context, args: argparse.Namespace) -> int:
         if args.json:
             _write_json(args.json, {"meta": meta, "scale": result})
 
-    sizes = {"small": min(SCALE_SMALL, args.scale), "large": args.scale}
+    # The large store first, so the peak RSS of the process (getrusage) is its peak.
+    sizes = {"large": args.scale, "small": min(SCALE_SMALL, args.scale)}
     result = run_scale(ctx, engine, sizes, SCALE_SMALL, deadline, checkpoint)
     checkpoint(result)
     print(f"byrondbm bench --scale — {meta['date']} — {meta['command']}")

@@ -199,7 +199,8 @@ def render_scale(result: dict[str, Any]) -> str:
         ("write amplification after compact", "write_amplification_after_compact", "{:.2f}"),
         ("space amplification after fill", "space_amplification_after_fill", "{:.2f}"),
         ("space amplification after compact", "space_amplification_after_compact", "{:.2f}"),
-        ("peak RSS MiB (whole process)", "peak_rss_mib", "{:,.0f}"),
+        ("RSS MiB before the fill (harness)", "rss_mib_at_start", "{:,.0f}"),
+        ("peak RSS MiB of the process during this size", "peak_rss_mib", "{:,.0f}"),
     )
     body = [[name, *(fmt.format(result[l][key]) if result[l].get(key) is not None else "-" for l in labels)]
             for name, key, fmt in fields]

@@ -572,8 +572,28 @@ def _compact(ctx: Context, engine: Engine, h: Handle, path: str, run: EngineRun)
 
 
 def _peak_rss_mib() -> float:
-    """Peak resident set size of this process so far (ru_maxrss is in KiB on Linux)."""
+    """Peak resident set size of this process since start or the last `_reset_peak_rss` (resource.getrusage;
+    ru_maxrss is in KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_mib() -> Optional[float]:
+    """Resident set size now (Linux /proc; None elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _reset_peak_rss() -> bool:
+    """Restart the peak-RSS count (Linux >= 4.0: "5" into clear_refs), so each size's peak is its own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def _until(deadline: float, chunks: Iterable[C]) -> Iterator[C]:
@@ -593,9 +613,9 @@ def run_scale(
     `checkpoint(result)` is called after every phase, so a run killed by a time limit keeps what it measured.
     """
     space = ctx.space
-    result: dict[str, Any] = {"engine": engine.name, "reads": reads, "peak_rss_mib_at_start": _peak_rss_mib()}
+    result: dict[str, Any] = {"engine": engine.name, "reads": reads}
     for label, n in sizes.items():
-        part: dict[str, Any] = {"target_keys": n}
+        part: dict[str, Any] = {"target_keys": n, "peak_rss_reset": _reset_peak_rss(), "rss_mib_at_start": _rss_mib()}
         result[label] = part
         path = _store_path(ctx, engine, f"scale-{label}")
         h = engine.open(path)
