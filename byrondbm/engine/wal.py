@@ -60,7 +60,7 @@ class LogWriter:
 
         Raises `OSError` if the write fails (nothing of the record stays in the log) and `byrondbm.error`
         once the writer has failed."""
-        if self._failure is not None:
+        if self._failure is not None or self.closed:
             raise self._failed()
         record = frame(WRITE, payload)
         if self._durability is BUFFERED:
