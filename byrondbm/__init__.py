@@ -43,10 +43,11 @@ def repair(path: Union[str, bytes, "os.PathLike[Any]"]) -> dict[str, Any]:
     return repair_database(os.fsdecode(os.fspath(path)))
 
 
-def connect(target: str, token: Optional[str] = None) -> Any:
-    """A client of ``byrondbm serve`` with the mapping, ``scan`` and ``batch`` interface (extra ``server``)."""
+def connect(target: str, token: Optional[str] = None, *, timeout: float = 10.0) -> Any:
+    """A client of ``byrondbm serve`` with the mapping, ``scan`` and ``batch`` interface (extra ``server``);
+    ``timeout`` bounds each call, in seconds."""
     try:
         from .server import client
     except ImportError as e:  # grpcio missing
         raise error(f"byrondbm.connect needs the 'server' extra: pip install 'byrondbm[server]' ({e})") from None
-    return client.connect(target, token=token)
+    return client.connect(target, token=token, timeout=timeout)

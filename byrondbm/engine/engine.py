@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Optional
 
 from ..errors import CorruptionError, error
@@ -355,11 +355,13 @@ class Engine:
             if len(v.imms) >= self._max_imms or len(v.levels[0]) >= self._l0_stop:
                 self._make_room()
                 v = self._version
-            if v.mem.size >= self._memtable_size:  # rotate before, so a failed rotation refuses the write
+            if v.mem.size >= self._memtable_size:
                 try:
                     self._rotate()
-                except OSError as e:
-                    raise error(e.errno, f"writes stopped: cannot start a new log: {e.strerror}", e.filename) from e
+                except OSError as e:  # a transient failure (disk full) is retried by the next write, up to a bound
+                    self.counters["background_errors"] += 1
+                    if v.mem.size >= 2 * self._memtable_size:
+                        raise error(e.errno, f"writes stopped: cannot start a new log: {e.strerror}", e.filename) from e
                 v = self._version
             wal = self._wal
             seq = self._last_seq + 1
@@ -389,7 +391,6 @@ class Engine:
     def _make_room(self) -> None:
         """Backpressure (DESIGN invariant 6): wait while too many memtables or L0 files are pending."""
         opts = self.options
-        failures = self.counters["background_errors"]
         while True:
             v = self._version
             if len(v.imms) < opts.max_immutable_memtables and len(v.levels[0]) < opts.l0_stop_trigger:
@@ -400,7 +401,7 @@ class Engine:
                 except OSError as e:
                     raise error(e.errno, f"writes stopped: flush or compaction failed: {e.strerror}", e.filename) from e
                 continue
-            if self._bg_error is not None and self.counters["background_errors"] > failures:  # failed again
+            if self._bg_error is not None:
                 raise error(f"writes stopped: background work failed: {self._bg_error}")
             if self._closed:
                 raise error("database was closed while this write waited for the compactor")
@@ -408,24 +409,40 @@ class Engine:
             self._cond.wait(0.05)
 
     def _rotate(self) -> None:
-        """Make the active memtable immutable and start a new log. Under the write lock."""
+        """Make the active memtable immutable and start a new log. Under the write lock.
+
+        The new log is durable and listed in the manifest before it is used; if that fails it is removed and
+        nothing changes. The old log is closed after the switch (fsync'ed in 's' mode); a failure there is
+        reported to its waiting writers by the log itself, and recovery replays whatever reached the disk.
+        """
         old_wal = self._wal
         assert old_wal is not None
         with self._state_lock:
             number = self._take_number(self._state)
             new_wal = LogWriter(self._path(filenames.log_name(number)), number, self._durability, self._mode)
-            sync_dir(self.directory)
-            self._manifest_append({"logs": [number]})
-            old_wal.close(sync=self._durability is SYNC)
-            self.counters["log_bytes_written"] += old_wal.size
-            self.counters["user_bytes_written"] += self._version.mem.payload_bytes
+            try:
+                sync_dir(self.directory)
+                self._manifest_append({"logs": [number]})
+            except BaseException:
+                new_wal.close(sync=False)
+                self._unlink(filenames.log_name(number))
+                raise
             self._wal = new_wal
             v = self._version
+            self.counters["user_bytes_written"] += v.mem.payload_bytes
             self._version = v.with_memtables(Memtable(number), (v.mem,) + v.imms)
+        try:
+            old_wal.close(sync=self._durability is SYNC)
+        except OSError:
+            self.counters["background_errors"] += 1
+        self.counters["log_bytes_written"] += old_wal.size
         if self._bg_thread is not None:
             self._bg_wake.set()
-        else:
+            return
+        try:
             self._do_work()
+        except OSError:  # the rotation stands; the flush is retried by _make_room or the next rotation
+            self.counters["background_errors"] += 1
 
     def _manifest_append(self, edit: dict[str, Any]) -> None:
         """Record ``edit`` durably; start a fresh, compacted manifest when this one grows large."""
@@ -659,9 +676,9 @@ class Engine:
                 self._install(c, [t])
                 self.counters["trivial_moves"] += 1
             return
-        sources = [t.iter() for t in c.inputs] if c.level == 0 else [c.inputs[0].iter()]
+        sources = [t.iter(fill_cache=False) for t in c.inputs]
         if c.lower:
-            sources.append(concat([_opener(t, None, None, False) for t in c.lower]))
+            sources.append(concat([_opener(t, None, None, False, False) for t in c.lower]))
         entries = compaction_mod.drop_obsolete(
             merge(sources), self._smallest_snapshot(), compaction_mod.is_base_for(v, c.output_level)
         )
@@ -771,10 +788,10 @@ class Engine:
             if not tables:
                 return
             out_level = max(1, v.deepest_nonempty())
-            sources = [t.iter() for t in v.levels[0]]
+            sources = [t.iter(fill_cache=False) for t in v.levels[0]]
             for level in range(1, MAX_LEVELS):
                 if v.levels[level]:
-                    sources.append(concat([_opener(t, None, None, False) for t in v.levels[level]]))
+                    sources.append(concat([_opener(t, None, None, False, False) for t in v.levels[level]]))
             entries = compaction_mod.drop_obsolete(merge(sources), self._smallest_snapshot(), lambda key: True)
             outputs = self._write_table(None, entries, split=True)
             with self._state_lock:
@@ -903,5 +920,9 @@ def number_of(path: str) -> int:
     return parsed[1]
 
 
-def _opener(t: TableReader, start: Optional[bytes], stop: Optional[bytes], reverse: bool):  # noqa: ANN202
-    return lambda: t.iter(start, stop, reverse)
+def _opener(
+    t: TableReader, start: Optional[bytes], stop: Optional[bytes], reverse: bool, fill_cache: bool = True
+) -> Callable[[], Iterator[Entry]]:
+    """Open ``t``'s iterator later (when `concat` reaches it). Compactions pass ``fill_cache=False`` so one
+    merge does not evict every block point lookups use."""
+    return lambda: t.iter(start, stop, reverse, fill_cache=fill_cache)
