@@ -134,10 +134,23 @@ def _describe(exc: OSError) -> str:
     return " ".join(text.split())
 
 
-def _format_number(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+_LISTED = 10  # items of a list shown in a report field; --json shows them all
+
+
+def _format_value(value: Any) -> str:
+    """Numbers with thousands separators, lists and dicts as short comma-separated text."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
         return str(value)
-    return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{name.replace('_', ' ')} {_format_value(item)}" for name, item in value.items())
+    if isinstance(value, list):
+        shown = ", ".join(_format_value(item) for item in value[:_LISTED]) or "none"
+        return shown + (f", ... ({len(value) - _LISTED} more)" if len(value) > _LISTED else "")
+    return str(value)
 
 
 def _human_bytes(count: int) -> str:
@@ -150,13 +163,13 @@ def _human_bytes(count: int) -> str:
 
 
 def _print_fields(fields: dict[str, Any], indent: str = "") -> None:
-    """`name  value` lines, names with spaces for underscores, byte counts also shown in KiB/MiB."""
+    """`name  value` lines, names with spaces for underscores, byte counts (`*bytes*`) also in KiB/MiB."""
     if not fields:
         return
     width = max(len(name) for name in fields) + 2
     for name, value in fields.items():
-        text = _format_number(value)
-        if isinstance(value, int) and not isinstance(value, bool) and ("bytes" in name or "written" in name):
+        text = _format_value(value)
+        if isinstance(value, int) and not isinstance(value, bool) and "bytes" in name:
             text += f"  ({_human_bytes(value)})"
         _emit(f"{indent}{name.replace('_', ' '):<{width}}{text}")
 
@@ -412,8 +425,12 @@ def cmd_repair(args: argparse.Namespace) -> int:
     if args.json:
         _emit(json.dumps(report, indent=2))
     else:
-        _print_report(f"{args.path}: {'nothing to repair' if report['ok'] else 'repaired'}", report)
-    return 0
+        if not report["ok"]:
+            outcome = "STILL DAMAGED after repair"
+        else:
+            outcome = "repaired" if report["problems"] else "no damage found"
+        _print_report(f"{args.path}: {outcome}, {report['kept_records']:,} records kept", report)
+    return 0 if report["ok"] else 1
 
 
 def cmd_whichdb(args: argparse.Namespace) -> int:
