@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 
 import pytest
 
@@ -37,6 +38,20 @@ def test_edits_fold_into_the_state(tmp_path) -> None:
     assert state.pointers == {1: b"m"}
 
 
+def test_keys_of_any_bytes_and_size_round_trip(tmp_path) -> None:
+    d = str(tmp_path)
+    big = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    meta = FileMeta(7, 99, b"", big, 1, 2, 3, 0)
+    w = _writer(d)
+    w.append({"add": [meta.encode(2)], "pointer": [2, b"\x00\xff"]})
+    w.append({"pointer": [3, "00ff"]})  # hex is accepted too
+    w.close()
+    state, _ = manifest.load(d)
+    assert state.levels[2][7] == meta
+    assert state.pointers == {2: b"\x00\xff", 3: b"\x00\xff"}
+    assert os.path.getsize(w.path) < len(big) + 1000  # stored raw, not hex
+
+
 def test_torn_last_edit_is_dropped(tmp_path) -> None:
     d = str(tmp_path)
     w = _writer(d)
@@ -64,10 +79,18 @@ def test_bad_current_is_a_corruption_error(tmp_path, current) -> None:
         manifest.load(d)
 
 
+def _edit_payload(text: bytes, area: bytes = b"") -> bytes:
+    return struct.pack("<I", len(text)) + text + area
+
+
 @pytest.mark.parametrize(
     "payload",
-    [b"not json", b"[1, 2]", b'{"add": [[0, 1]]}', b'{"add": [[0, 1, 2, "zz", "", 1, 2, 3, 4]]}',
-     b'{"logs": "abc"}', b'{"next_file": "x"}', b"\xff\xfe", b'{"del": [1]}'],
+    [_edit_payload(p) for p in (
+        b"not json", b"[1, 2]", b'{"add": [[0, 1]]}', b'{"add": [[0, 1, 2, "zz", "", 1, 2, 3, 4]]}',
+        b'{"logs": "abc"}', b'{"next_file": "x"}', b"\xff\xfe", b'{"del": [1]}',
+        b'{"pointer": [1, {"b": [0, 5]}]}', b'{"pointer": [1, {"b": [-1, 1]}]}', b'{"pointer": [1, 7]}',
+        b'{"add": [[0, 1, 2, {"b": [0, 2]}, {"b": [1, 9]}, 1, 2, 3, 4]]}',
+    )] + [b"", b"\x01\x00", struct.pack("<I", 99) + b"{}"],
 )
 def test_malformed_edit_is_a_corruption_error(tmp_path, payload: bytes) -> None:
     d = str(tmp_path)

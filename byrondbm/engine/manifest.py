@@ -1,21 +1,26 @@
 """The manifest: the durable history of the set of live files, as version edits (LevelDB's MANIFEST).
 
-Byte layout: a framed file (see framing.py) of records of type ``1`` (EDIT) whose payload is one UTF-8 JSON
-object with any of these fields::
+Byte layout: a framed file (see framing.py) of records of type ``1`` (EDIT) whose payload is::
+
+    json_len: u32 LE | JSON object (json_len bytes of UTF-8) | key area (the rest)
+
+Keys are not put in the JSON (hex-encoding a 64 MiB key costs seconds): each appears there as
+``{"b": [offset, length]}``, naming bytes of the key area. The JSON object has any of these fields::
 
     "next_file": int            next unused file number
     "last_seq": int             highest sequence number in the tables
     "count": int                live keys in the tables (exact; with the memtables it gives len())
     "logs": [int, ...]          logs created, still to be replayed until a flush retires them
     "log_floor": int            every log numbered below this is retired (its data is in a table)
-    "add": [[level, number, file_size, smallest_hex, largest_hex, min_seq, max_seq, entries, deletions], ...]
+    "add": [[level, number, file_size, smallest, largest, min_seq, max_seq, entries, deletions], ...]
     "del": [[level, number], ...]
-    "pointer": [level, key_hex] where the next compaction of that level starts (round robin)
+    "pointer": [level, key] where the next compaction of that level starts (round robin)
 
+(``smallest``, ``largest`` and ``key`` are key references; a hex string is also accepted for them.)
 The first record of a manifest is a full snapshot; later ones are deltas. CURRENT holds the manifest's
-name plus a newline and is replaced atomically (write a temp file, fsync, rename, fsync the directory). Appends are fsync'ed before the
-edit counts: a table or log is referenced only after it is durable, and a log or input table is deleted
-only after the edit that retires it is durable.
+name plus a newline and is replaced atomically (write a temp file, fsync, rename, fsync the directory).
+Appends are fsync'ed before the edit counts: a table or log is referenced only after it is durable, and a
+log or input table is deleted only after the edit that retires it is durable.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+import struct
+from typing import Any, Union
 
 from ..errors import CorruptionError, error
 from . import filenames
@@ -48,7 +54,8 @@ class FileMeta:
     deletions: int
 
     def encode(self, level: int) -> list[Any]:
-        return [level, self.number, self.file_size, self.smallest.hex(), self.largest.hex(),
+        """The ``add`` item of an edit (keys as bytes; `encode_edit` moves them to the key area)."""
+        return [level, self.number, self.file_size, self.smallest, self.largest,
                 self.min_seq, self.max_seq, self.entries, self.deletions]
 
 
@@ -82,12 +89,12 @@ class ManifestState:
             self.levels.get(int(level), {}).pop(int(number), None)
         for item in edit.get("add", ()):
             level, number, size, lo, hi, min_seq, max_seq, entries, deletions = item
-            meta = FileMeta(int(number), int(size), bytes.fromhex(lo), bytes.fromhex(hi),
+            meta = FileMeta(int(number), int(size), _key(lo), _key(hi),
                             int(min_seq), int(max_seq), int(entries), int(deletions))
             self.levels.setdefault(int(level), {})[meta.number] = meta
         if "pointer" in edit:
             level, key = edit["pointer"]
-            self.pointers[int(level)] = bytes.fromhex(key)
+            self.pointers[int(level)] = _key(key)
 
     def snapshot_edit(self) -> dict[str, Any]:
         """One edit that recreates this state from nothing."""
@@ -101,8 +108,56 @@ class ManifestState:
         }
 
 
+def _key(value: Union[bytes, str]) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return bytes.fromhex(value)
+    raise TypeError(f"a key in an edit must be bytes or hex, not {type(value).__name__}")
+
+
+_U32 = struct.Struct("<I")
+
+
 def encode_edit(edit: dict[str, Any]) -> bytes:
-    return frame(EDIT, json.dumps(edit, separators=(",", ":")).encode())
+    """One framed EDIT record; bytes anywhere in ``edit`` go to the key area. Cost: O(size), keys copied once."""
+    keys: list[bytes] = []
+    offset = 0
+
+    def reference(value: object) -> dict[str, list[int]]:
+        nonlocal offset
+        if not isinstance(value, bytes):
+            raise TypeError(f"cannot store {type(value).__name__} in a manifest edit")
+        keys.append(value)
+        ref = {"b": [offset, len(value)]}
+        offset += len(value)
+        return ref
+
+    text = json.dumps(edit, separators=(",", ":"), default=reference).encode()
+    return frame(EDIT, b"".join([_U32.pack(len(text)), text, *keys]))
+
+
+def decode_edit(payload: bytes) -> dict[str, Any]:
+    """The edit of an EDIT payload. Raises ValueError/TypeError when it is malformed (callers wrap)."""
+    if len(payload) < 4:
+        raise ValueError("edit shorter than its header")
+    (json_len,) = _U32.unpack_from(payload, 0)
+    if 4 + json_len > len(payload):
+        raise ValueError("edit JSON runs past the record")
+    area = memoryview(payload)[4 + json_len :]
+
+    def resolve(obj: dict[str, Any]) -> Any:
+        if set(obj) != {"b"}:
+            return obj
+        start, length = obj["b"]
+        if not (isinstance(start, int) and isinstance(length, int) and 0 <= start <= start + length <= len(area)):
+            raise ValueError("key reference outside the key area")
+        return bytes(area[start : start + length])
+
+    edit = json.loads(payload[4 : 4 + json_len], object_hook=resolve)
+    if not isinstance(edit, dict):
+        raise TypeError("edit is not a JSON object")
+    return edit
 
 
 def read_current(directory: str) -> str:
@@ -137,7 +192,7 @@ def load(directory: str) -> tuple[ManifestState, str]:
         if rtype != EDIT:
             raise CorruptionError(f"unknown manifest record type {rtype}", path)
         try:
-            state.apply(json.loads(payload))
+            state.apply(decode_edit(payload))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise CorruptionError(f"malformed manifest edit ({e})", path) from None
     return state, name
