@@ -62,6 +62,8 @@ class Progress:
         # Counts are only compared with this threshold on each advance; the clock is read when it is passed.
         self._next_check = 0 if enabled else float("inf")
         self._next_draw = self._start
+        self._finished = False
+        self._last_line = ""
         self._stop_ticker: threading.Event | None = None
         self._ticker: threading.Thread | None = None
 
@@ -82,7 +84,7 @@ class Progress:
         rate = self.done / elapsed
         if self.total is None:
             if self.done == 0:
-                return f"{self.label}  working...  {_clock(elapsed)}"
+                return f"{self.label}  {'done' if self._finished else 'working...'}  {_clock(elapsed)}"
             return f"{self.label}  {_si(self.done)}{self.unit}  {_si(rate)}{self.unit}/s  {_clock(elapsed)}"
         fraction = min(self.done / self.total, 1.0) if self.total else 1.0
         filled = int(fraction * _BAR_WIDTH)
@@ -114,6 +116,7 @@ class Progress:
             self._ticker.join()
             self._ticker = None
         if self.enabled:
+            self._finished = True
             self._draw(time.monotonic())
             self._stream.write("\n")
             self._stream.flush()
@@ -121,9 +124,12 @@ class Progress:
             self._next_check = float("inf")
 
     def _draw(self, now: float) -> None:
-        self._stream.write("\r" + self.line(now) + _ERASE_LINE)
-        self._stream.flush()
         self._next_draw = now + self._interval
+        line = self.line(now)
+        if line != self._last_line:  # the ticker often redraws the same second
+            self._stream.write("\r" + line + _ERASE_LINE)
+            self._stream.flush()
+            self._last_line = line
 
     def __enter__(self) -> Progress:
         return self
