@@ -520,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--stop", metavar="KEY", help="end key (exclusive)")
     sub.add_argument("--prefix", metavar="P", help="only keys starting with P")
     sub.add_argument("--reverse", action="store_true", help="descending key order")
-    sub.add_argument("--limit", metavar="N", type=_count, help="print at most N records")
+    sub.add_argument("--limit", metavar="N", type=_int_at_least(0), help="print at most N records")
     sub.add_argument("--keys-only", action="store_true", help="print keys only")
 
     sub = add("dump", cmd_dump, "write every record as JSON lines (binary safe)", quiet)
@@ -529,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("load", cmd_load, "add the records of a dump; validates it all first (creates the database)", quiet)
     sub.add_argument("-i", "--input", metavar="FILE", help="read FILE (default: stdin)")
     sub.add_argument(
-        "--batch-size", metavar="N", type=_positive, default=LOAD_BATCH_SIZE, help="records per atomic batch"
+        "--batch-size", metavar="N", type=_int_at_least(1), default=LOAD_BATCH_SIZE, help="records per atomic batch"
     )
 
     add("stats", cmd_stats, "levels, files, sizes, key counts, write amplification", as_json)
@@ -543,18 +543,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse `type` for integers >= `minimum`."""
 
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    parse.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
+    return parse
 
 
 # -------------------------------------------------------------------------------------------------- main
