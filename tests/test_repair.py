@@ -200,6 +200,12 @@ def test_repair_refuses_an_open_or_missing_database(db_path: str, tmp_path) -> N
             byrondbm.check(db_path)
     with pytest.raises(byrondbm.error):
         byrondbm.repair(str(tmp_path / "missing"))
+    other = tmp_path / "not-a-database"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(byrondbm.error, match="no byrondbm database"):
+        byrondbm.repair(str(other))
+    assert sorted(os.listdir(other)) == ["notes.txt"]
     with pytest.raises(byrondbm.error):
         byrondbm.check(str(tmp_path / "missing"))
 

@@ -91,6 +91,9 @@ def repair_database(directory: str, options: Optional[Options] = None) -> dict[s
     Raises `byrondbm.error` if the directory is missing or the database is open elsewhere.
     """
     _require_directory(directory)
+    names = os.listdir(directory)
+    if filenames.CURRENT not in names and not any(filenames.parse(n) for n in names):
+        raise error(errno.ENOENT, "no byrondbm database here (no CURRENT, manifest, log or table)", directory)
     options = options or Options()
     mode = _file_mode(directory)
     lock = _DirLock(directory, exclusive=True, os_lock=True, mode=mode)
