@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from bisect import bisect_left
 
 import pytest
 from hypothesis import given, settings
@@ -14,14 +15,15 @@ from byrondbm.engine.sstable.block import (
     KIND_TOMBSTONE,
     KIND_VALUE,
     LARGE_REF,
+    NEXT_BLOCK,
     RESTART_INTERVAL,
     BlockBuilder,
     LargeValue,
     decode_block,
     decode_index,
     encode_index,
+    find_in_block,
     restart_offsets,
-    shared_prefix,
 )
 from byrondbm.errors import CorruptionError
 
@@ -135,10 +137,57 @@ def test_random_blocks_roundtrip(raw_entries: list) -> None:
 
 
 def test_shared_prefix_matches_naive() -> None:
-    cases = [(b"", b""), (b"", b"a"), (b"abc", b"abd"), (b"abc", b"abc"), (b"abc", b"abcd"), (b"\xff" * 9, b"\xff" * 8 + b"\x00")]
+    cases = [(b"", b"a"), (b"abc", b"abd"), (b"abc", b"abcd"), (b"\xff" * 9, b"\xff" * 8 + b"\xff\x00"), (b"ab", b"b")]
     for a, b in cases:
         naive = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-        assert shared_prefix(a, b) == naive == shared_prefix(b, a)
+        contents = build([(a, -1, b""), (b, -1, b"")])
+        second = 3 + len(a) + 8  # the second entry's header starts with its shared length
+        assert contents[second] == naive
+
+
+def model_find(entries: list, key: bytes, read_negseq: int) -> object:
+    """What `find_in_block` must answer, from the decoded entries."""
+    i = bisect_left(entries, (key, read_negseq))
+    if i == len(entries):
+        return NEXT_BLOCK if entries[-1][0] == key else None
+    return entries[i] if entries[i][0] == key else None
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([b"", b"a", b"ab", b"abc", b"abd", b"b", b"\xff" * 130, b"\xff" * 131]) | st.binary(max_size=4),
+            st.integers(1, 40),
+            st.one_of(st.none(), st.binary(max_size=200), st.builds(LargeValue, st.integers(0, 1 << 40), st.integers(0, 1 << 30))),
+        ),
+        min_size=1,
+        max_size=60,
+        unique_by=lambda e: (e[0], e[1]),
+    ),
+    st.binary(max_size=4),
+)
+def test_partial_decode_agrees_with_full_decode(raw_entries: list, other: bytes) -> None:
+    """From any restart point at or before a key's first entry, and from a binary search of the restart
+    points, a point lookup answers what the fully decoded block says, versions and tombstones included."""
+    entries = sorted((k, -s, v) for k, s, v in raw_entries)
+    contents = build(entries)
+    raw = contents + b"\x01\x00\x00\x00\x00"
+    assert decode_block(raw, len(contents), "blk")[0] == entries
+    keys = [e[0] for e in entries]
+    for key in {*keys, other}:
+        first = bisect_left(keys, key)
+        for read_negseq in (-100, -20, -1, 0):
+            expected = model_find(entries, key, read_negseq)
+            assert find_in_block(raw, len(contents), key, read_negseq, -1, "blk") == expected
+            for restart in range(first // RESTART_INTERVAL + 1 if first < len(keys) else 1):
+                assert find_in_block(raw, len(contents), key, read_negseq, restart, "blk") == expected
+
+
+def test_find_rejects_a_restart_point_past_the_block() -> None:
+    contents = build([(b"a", -1, b"x")])
+    with pytest.raises(CorruptionError, match="restart point 1"):
+        find_in_block(contents + b"\x01\x00\x00\x00\x00", len(contents), b"a", -1, 1, "bad.sst")
 
 
 def test_builder_sizes_and_reset() -> None:

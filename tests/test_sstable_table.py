@@ -23,6 +23,7 @@ from byrondbm.engine.sstable import (
     TableWriter,
     key_hashes,
 )
+from byrondbm.engine.sstable.cache import decoded_charge, raw_charge
 from byrondbm.engine.sstable.format import FOOTER_SIZE, MAGIC
 from byrondbm.errors import CorruptionError, error
 from byrondbm.options import Options
@@ -168,6 +169,57 @@ def test_random_tables_match_the_model(tmp_path: Path, raw: list, block_size: in
     finally:
         reader.close()
         path.unlink()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    raw=st.lists(
+        st.tuples(st.binary(min_size=1, max_size=3), st.integers(1, 60), st.one_of(st.none(), st.binary(max_size=90))),
+        min_size=1,
+        max_size=400,
+        unique_by=lambda e: (e[0], e[1]),
+    ),
+)
+def test_gets_agree_over_uncached_byte_cached_and_decoded_blocks(tmp_path: Path, raw: list) -> None:
+    """Point lookups decode part of a block (from the hash index's restart point, or after binary searches
+    when the bucket names another key's block) or use a decoded block an iterator cached: every path gives
+    the model's answer, with versions spanning blocks and tombstones."""
+    entries = sorted((k, -s, v) for k, s, v in raw)
+    path = tmp_path / f"c{random.random()}.sst"
+    write_table(path, entries, block_size=256)
+    keys = {e[0] for e in entries} | {b"", b"\x00", b"\xff\xff\xff\xff"}
+    probes = [(key, read_negseq) for key in keys for read_negseq in (LATEST, -45, -30, -2, 0)]
+    uncached = TableReader(str(path), 1, BlockCache(0))
+    cached = TableReader(str(path), 2, BlockCache(1 << 22))
+    try:
+        for state in ("none", "bytes", "decoded"):
+            if state == "decoded":
+                assert list(cached.iter()) == entries  # caches every block decoded, replacing its bytes
+            for key, read_negseq in probes:
+                expected = model_get(entries, key, read_negseq)
+                assert uncached.get(key, key_hashes(key), read_negseq) == expected, state
+                assert cached.get(key, key_hashes(key), read_negseq) == expected, state
+    finally:
+        uncached.close()
+        cached.close()
+        path.unlink()
+
+
+def test_cache_holds_bytes_for_lookups_and_decoded_blocks_for_iterators(tmp_path: Path) -> None:
+    entries = [(b"%05d" % i, -1, b"v" * 50) for i in range(2000)]
+    write_table(tmp_path / "t.sst", entries)
+    cache = BlockCache(1 << 24)
+    reader = TableReader(str(tmp_path / "t.sst"), 1, cache)
+    assert reader.get(b"00100", key_hashes(b"00100"), LATEST) == entries[100]
+    assert len(cache) == 1
+    (item,) = cache._map.values()
+    raw = item[0]
+    assert isinstance(raw, bytes) and item[1] == cache.charge == raw_charge(len(raw))
+    assert list(reader.iter(b"00100", b"00101")) == [entries[100]]
+    (item,) = cache._map.values()
+    assert isinstance(item[0], tuple) and item[1] == cache.charge == decoded_charge(len(raw) - 5, len(item[0][0]))
+    assert reader.get(b"00100", key_hashes(b"00100"), LATEST) == entries[100]
+    reader.close()
 
 
 @pytest.mark.parametrize("size", [1 << 20, 20 << 20])
@@ -454,7 +506,7 @@ def _rewrite_footer(path: Path, version: int | None = None, magic: int | None = 
 def test_bad_version_and_magic(tmp_path: Path) -> None:
     path, _ = small_table(tmp_path)
     original = path.read_bytes()
-    _rewrite_footer(path, version=2)
+    _rewrite_footer(path, version=1)  # the format before restart-point slots
     with pytest.raises(CorruptionError, match="version"):
         TableReader(str(path), 9, BlockCache(0))
     path.write_bytes(original)

@@ -29,7 +29,9 @@ from typing import NamedTuple
 from ...errors import CorruptionError
 from ..records import decode_varint, encode_varint
 
-RESTART_INTERVAL = 16
+RESTART_SHIFT = 2
+RESTART_INTERVAL = 1 << RESTART_SHIFT
+_RESTART_MASK = RESTART_INTERVAL - 1
 KIND_TOMBSTONE = 0
 KIND_VALUE = 1
 KIND_LARGE = 2
@@ -53,13 +55,6 @@ DecodedBlock = tuple[list[BlockEntry], dict[bytes, BlockEntry], bool]
 and whether any value is a `LargeValue` the reader must resolve. This is what the block cache holds."""
 
 
-def shared_prefix(a: bytes, b: bytes) -> int:
-    """Length of the common prefix of ``a`` and ``b``, in C: XOR as big integers, count equal leading bytes."""
-    n = min(len(a), len(b))
-    x = int.from_bytes(a[:n], "big") ^ int.from_bytes(b[:n], "big")
-    return n - ((x.bit_length() + 7) >> 3)
-
-
 class BlockBuilder:
     """Accumulates the entries of one data block. ``add`` is O(key + value) (bytes are only referenced
     until `finish` joins them once)."""
@@ -78,11 +73,17 @@ class BlockBuilder:
 
     def add(self, key: bytes, tag: int, value: bytes) -> None:
         """Append one entry; the caller guarantees entry order. ``value`` is the stored field."""
-        if self._count % RESTART_INTERVAL:
-            shared = shared_prefix(self.last_key, key)
-        else:
+        count = self._count
+        last = self.last_key
+        if not count & _RESTART_MASK:
             shared = 0
             self._restarts.append(self.size)
+        elif key == last:  # another version of the same key
+            shared = len(key)
+        else:  # the common prefix, in C: XOR as big integers, count the equal leading bytes
+            n = min(len(key), len(last))
+            x = int.from_bytes(last[:n], "big") ^ int.from_bytes(key[:n], "big")
+            shared = n - ((x.bit_length() + 7) >> 3)
         unshared = len(key) - shared
         vlen = len(value)
         if (shared | unshared | vlen) < 0x80:
@@ -91,9 +92,9 @@ class BlockBuilder:
             header = bytes((shared, unshared, vlen & 0x7F | 0x80, vlen >> 7))
         else:
             header = encode_varint(shared) + encode_varint(unshared) + encode_varint(vlen)
-        self._parts += (header, key[shared:], _TAG.pack(tag), value)
+        self._parts += (header, key[shared:] if shared else key, _TAG.pack(tag), value)
         self.size += len(header) + unshared + 8 + vlen
-        self._count += 1
+        self._count = count + 1
         self.last_key = key
 
     def estimated_size(self) -> int:
@@ -175,6 +176,105 @@ def decode_block(raw: bytes, size: int, path: str) -> DecodedBlock:
     except (IndexError, ValueError, struct.error):
         raise CorruptionError("data block entry truncated", path) from None
     return entries, newest, has_large
+
+
+NEXT_BLOCK = True
+"""`find_in_block` result: the block ends inside the key's versions, none visible yet; look in the next block."""
+
+
+def find_in_block(
+    raw: bytes, size: int, key: bytes, read_negseq: int, restart: int, path: str
+) -> BlockEntry | bool | None:
+    """The first entry at or after ``(key, read_negseq)`` in the data block ``raw[:size]`` (CRC-checked),
+    if its key is ``key``; None if there is none; `NEXT_BLOCK` if the block ends among ``key``'s versions.
+
+    A point lookup decodes only from restart point ``restart`` on, which must not lie after the key's
+    first entry; ``restart < 0`` means "find it": a binary search over the restart points, whose keys are
+    stored whole (``shared = 0``). Cost: O(log restarts) + the entries from that restart to the key
+    (at most RESTART_INTERVAL when the restart is right), each a few Python steps and no allocation
+    beyond the key. Lengths that do not fit raise `CorruptionError` naming ``path``.
+    """
+    try:
+        (num_restarts,) = _U32.unpack_from(raw, size - 4)
+        limit = size - 4 - 4 * num_restarts
+        if num_restarts == 0 or limit <= 0 or size < 4:
+            raise CorruptionError("data block restart array does not fit", path)
+        if restart < 0:
+            restart = _search_restarts(raw, limit, num_restarts, key, path)
+        elif restart >= num_restarts:
+            raise CorruptionError(f"restart point {restart} of a block with {num_restarts}", path)
+        (pos,) = _U32.unpack_from(raw, limit + 4 * restart)
+        prev = b""
+        while pos < limit:
+            shared = raw[pos]
+            unshared = raw[pos + 1]
+            vlen = raw[pos + 2]
+            if (shared | unshared | vlen) < 0x80:
+                pos += 3
+            elif (shared | unshared) < 0x80 and raw[pos + 3] < 0x80:
+                vlen = (vlen & 0x7F) | raw[pos + 3] << 7
+                pos += 4
+            else:
+                shared, pos = decode_varint(raw, pos)
+                unshared, pos = decode_varint(raw, pos)
+                vlen, pos = decode_varint(raw, pos)
+            kend = pos + unshared
+            if shared:
+                if shared > len(prev):
+                    raise CorruptionError("data block key shares more bytes than its predecessor has", path)
+                prev = prev[:shared] + raw[pos:kend]
+            else:
+                prev = raw[pos:kend]
+            pos = kend + 8 + vlen
+            if prev < key:
+                continue
+            if prev != key:
+                return None
+            (tag,) = _TAG.unpack_from(raw, kend)
+            if -(tag >> 2) >= read_negseq:
+                if pos > limit:
+                    break
+                return _entry(key, tag, raw, kend + 8, vlen, path)
+        if pos != limit:
+            raise CorruptionError("data block entries overrun the restart array", path)
+    except (IndexError, ValueError, struct.error):
+        raise CorruptionError("data block entry truncated", path) from None
+    return NEXT_BLOCK if prev == key else None
+
+
+def _search_restarts(raw: bytes, limit: int, num_restarts: int, key: bytes, path: str) -> int:
+    """The last restart point whose key is below ``key`` (0 if none): the key's first entry is in its run."""
+    offsets = _U32.unpack_from
+    lo, hi = 0, num_restarts
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        (pos,) = offsets(raw, limit + 4 * mid)
+        if raw[pos]:
+            raise CorruptionError("data block restart point has a shared key prefix", path)
+        unshared = raw[pos + 1]
+        if unshared < 0x80 and raw[pos + 2] < 0x80:
+            pos += 3
+        elif unshared < 0x80 and raw[pos + 3] < 0x80:
+            pos += 4
+        else:
+            unshared, pos = decode_varint(raw, pos + 1)
+            _, pos = decode_varint(raw, pos)
+        if raw[pos : pos + unshared] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1 if lo else 0
+
+
+def _entry(key: bytes, tag: int, raw: bytes, start: int, vlen: int, path: str) -> BlockEntry:
+    kind = tag & 3
+    if kind == KIND_VALUE:
+        return (key, -(tag >> 2), raw[start : start + vlen])
+    if kind == KIND_TOMBSTONE and vlen == 0:
+        return (key, -(tag >> 2), None)
+    if kind == KIND_LARGE and vlen == 16:
+        return (key, -(tag >> 2), LargeValue(*LARGE_REF.unpack_from(raw, start)))
+    raise CorruptionError(f"data block entry has kind {kind} with a {vlen}-byte value", path)
 
 
 def restart_offsets(raw: bytes, size: int) -> list[int]:

@@ -44,7 +44,7 @@ from typing import NamedTuple
 
 from ...errors import CorruptionError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAGIC = int.from_bytes(b"BYRONSST", "little")
 
 BLOCK_DATA = 1

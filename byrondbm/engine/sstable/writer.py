@@ -1,16 +1,17 @@
 """TableWriter: streams entries (in entry order) into a new table file; see format.py for the layout.
 
 Writes go through a 1 MiB buffer; a large value goes out as its chunk run as soon as it is added, so it
-lands before the data block that refers to it. Memory: one data block, the buffer, and 20 bytes per
-distinct key (hashes and block numbers for the filter and the hash index, built in `finish`).
+lands before the data block that refers to it. Memory: one data block, the buffer, and 24 bytes per
+distinct key (hashes, block and restart numbers for the filter and the hash index, built in `finish`).
 """
 
 from __future__ import annotations
 
 import os
 from array import array
+from itertools import repeat
 
-import mmh3
+from mmh3 import hash64
 
 from ...errors import error
 from ...options import Options
@@ -19,6 +20,7 @@ from .block import (
     KIND_TOMBSTONE,
     KIND_VALUE,
     LARGE_REF,
+    RESTART_SHIFT,
     BlockBuilder,
     encode_index,
 )
@@ -66,6 +68,10 @@ class TableWriter:
         self._h1s = array("Q")
         self._h2s = array("Q")
         self._key_blocks = array("I")
+        self._key_restarts = array("I")
+        self._block_keys: list[bytes] = []  # distinct keys starting in the current block, hashed at its end
+        self._block_key_restarts: list[int] = []
+        self._stride = 1  # the most restart points of any block so far
         self._last_key: bytes | None = None
         self._last_negseq = 0
         self._smallest = b""
@@ -97,10 +103,8 @@ class TableWriter:
                 self._smallest = key
             elif key < last_key:
                 raise ValueError(f"table entries out of order: key {key!r} after {last_key!r}")
-            h1, h2 = mmh3.hash64(key, signed=False)
-            self._h1s.append(h1)
-            self._h2s.append(h2)
-            self._key_blocks.append(len(self._index_keys))
+            self._block_keys.append(key)
+            self._block_key_restarts.append(len(self._block) >> RESTART_SHIFT)
             self._last_key = key
         elif negseq <= self._last_negseq:
             raise ValueError(f"table entries out of order: {key!r} seq {-negseq} after seq {-self._last_negseq}")
@@ -134,7 +138,9 @@ class TableWriter:
         data_size = self._offset()
         num_blocks = len(self._index_keys)
         filter_handle = self._write_block(build_filter(self._h1s, self._h2s, self._bits_per_key), BLOCK_FILTER)
-        hash_handle = self._write_block(build_hash_index(self._h2s, self._key_blocks, num_blocks), BLOCK_HASH_INDEX)
+        stride = self._stride
+        slots = [b * stride + r for b, r in zip(self._key_blocks, self._key_restarts)]
+        hash_handle = self._write_block(build_hash_index(self._h2s, slots, stride, num_blocks), BLOCK_HASH_INDEX)
         index = encode_index(self._index_keys, self._index_offsets, self._index_sizes)
         index_handle = self._write_block(index, BLOCK_INDEX)
         largest = self._last_key
@@ -177,6 +183,17 @@ class TableWriter:
         return self._written + len(self._buf)
 
     def _finish_block(self) -> None:
+        keys = self._block_keys
+        hashes = [hash64(key, signed=False) for key in keys]
+        self._h1s.extend([h[0] for h in hashes])
+        self._h2s.extend([h[1] for h in hashes])
+        self._key_blocks.extend(repeat(len(self._index_keys), len(keys)))
+        self._key_restarts.extend(self._block_key_restarts)
+        self._block_keys = []
+        self._block_key_restarts = []
+        restarts = -(-len(self._block) >> RESTART_SHIFT)
+        if restarts > self._stride:  # noqa: PLR1730
+            self._stride = restarts
         self._index_keys.append(self._block.last_key)
         handle = self._write_block(self._block.finish(), BLOCK_DATA)
         self._index_offsets.append(handle.offset)
