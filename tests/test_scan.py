@@ -316,8 +316,8 @@ def test_scan_of_100000_keys_under_concurrent_writes_flushes_and_compactions(tmp
     fills memtables (flushes) and runs full compactions that delete the tables the scan started on.
 
     The writer runs a round each time the scan has read 10,000 more keys (and the scan waits for it), so
-    every kind of change provably happens mid-scan; the writer's own work is unsynchronized with the scan's
-    reads of memtables and tables it already holds.
+    every kind of change provably happens mid-scan; a second thread writes and deletes all the while,
+    interleaving with the scan's reads of memtables and tables at arbitrary points.
     """
     n = 100_000
     path = tmp_path / "db"
@@ -347,7 +347,7 @@ def test_scan_of_100000_keys_under_concurrent_writes_flushes_and_compactions(tmp
                         b[b"key%07d" % (2 * i)] = b"new%d" % r  # overwrite
                         b[b"key%07d" % (2 * i + 1)] = b"ins%d" % r  # insert between the scan's keys
                 for i in range(r + 7, n, 400):
-                    del db[b"key%07d" % (2 * i)]
+                    db.pop(b"key%07d" % (2 * i), None)
                 if r in (1, 5):
                     db.compact()  # flush every memtable, then merge every table into new ones
                 done.set()
@@ -355,8 +355,27 @@ def test_scan_of_100000_keys_under_concurrent_writes_flushes_and_compactions(tmp
             failures.append(e)
             done.set()
 
-    t = threading.Thread(target=writer)
-    t.start()
+    scanned = threading.Event()
+    churned = [0]
+
+    def churn() -> None:
+        """Small writes and deletes all through the scan, interleaving with its reads at any point."""
+        try:
+            i = 0
+            while not scanned.is_set():
+                i += 1
+                k = (i * 7919) % n
+                if i % 5 == 0:
+                    db.pop(b"key%07d" % (2 * k), None)
+                else:
+                    db[b"key%07d" % (2 * k + i % 2)] = b"churn%d" % i
+            churned[0] = i
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            failures.append(e)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=churn)]
+    for t in threads:
+        t.start()
     got = []
     for item in scan:
         got.append(item)
@@ -364,8 +383,13 @@ def test_scan_of_100000_keys_under_concurrent_writes_flushes_and_compactions(tmp
             go.set()
             done.wait()
             done.clear()
-    t.join()
+            if failures:
+                break
+    scanned.set()
+    for t in threads:
+        t.join()
     assert not failures, failures
+    assert churned[0] > 1000
     assert got == expected
     assert list(snap.scan()) == expected
     assert tables_at_start - {f for f in os.listdir(path) if f.endswith(".sst")}, "no table was deleted under the scan"
