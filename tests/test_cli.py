@@ -195,15 +195,17 @@ def test_text_output_escapes_invalid_utf8(tmp_path: Path) -> None:
     assert result.stdout == b"ok \\xff\\xfe end\n"
 
 
-def test_scan_options(tmp_path: Path) -> None:
+def test_scan_options(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     db = make_db(tmp_path / "db", {k.encode(): k.upper().encode() for k in ["a", "b", "ba", "bb", "c", "d"]})
+    assert run("scan", db, cwd=tmp_path).stdout.decode().splitlines() == [
+        "a\tA", "b\tB", "ba\tBA", "bb\tBB", "c\tC", "d\tD",
+    ]  # fmt: skip
 
     def scan(*options: str) -> list[str]:
-        result = run("scan", db, *options, cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
-        return result.stdout.decode().splitlines()
+        """The options in process: `main` writes to the captured stdout as the process does."""
+        assert main(["scan", str(db), *options]) == 0
+        return capsysbinary.readouterr().out.decode().splitlines()
 
-    assert scan() == ["a\tA", "b\tB", "ba\tBA", "bb\tBB", "c\tC", "d\tD"]
     assert scan("--start", "b", "--stop", "c", "--keys-only") == ["b", "ba", "bb"]
     assert scan("--prefix", "b", "--reverse") == ["bb\tBB", "ba\tBA", "b\tB"]
     assert scan("--limit", "2", "--keys-only") == ["a", "b"]
@@ -277,12 +279,17 @@ GOOD_LINE = b'{"key": "YQ==", "value": "Yg=="}'
         ([b'{"byrondbm": 1, "encoding": "base64", "records": 3}', GOOD_LINE, GOOD_LINE], 3),
     ],
 )
-def test_malformed_dump_loads_nothing(tmp_path: Path, lines: list[bytes], bad_line: int) -> None:
+def test_malformed_dump_loads_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: list[bytes], bad_line: int
+) -> None:
+    """In process for speed; test_malformed_dump_does_not_create_the_database runs a real process."""
     dump_file = tmp_path / "bad.jsonl"
     dump_file.write_bytes(b"\n".join(lines) + b"\n")
     existing = make_db(tmp_path / "existing", {b"x": b"y"})
-    message = assert_one_line_error(run("load", existing, "-i", dump_file, cwd=tmp_path), "nothing was loaded")
-    assert f"line {bad_line}:" in message
+    assert main(["load", str(existing), "-i", str(dump_file)]) == 1
+    message = capsys.readouterr().err
+    assert message.startswith(f"byrondbm: error: {dump_file} line {bad_line}: ") and message.count("\n") == 1
+    assert message.endswith("; nothing was loaded\n")
     assert read_db(existing) == {b"x": b"y"}
 
 
