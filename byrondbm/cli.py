@@ -488,6 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Inspect, load, dump, check and repair byrondbm databases (a database is a directory).",
         epilog="Exit status: 0 ok, 1 not found / check failed / error, 2 usage error.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {byrondbm.__version__}")
     parser.set_defaults(handler=None)
     subparsers = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
 

@@ -163,6 +163,9 @@ def test_main_returns_the_exit_status_in_process(tmp_path: Path, capsys: pytest.
     assert main(["whichdb", str(tmp_path / "missing")]) == 1
     assert capsys.readouterr().err.startswith("byrondbm: error: no such file or directory")
     assert main(["get", "--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: byrondbm get")
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"byrondbm {byrondbm.__version__}\n"
     assert main(["get"]) == 2
 
 
