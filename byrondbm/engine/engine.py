@@ -28,7 +28,7 @@ from . import compaction as compaction_mod
 from . import filenames
 from .compaction import Compaction
 from .fileio import sync_dir
-from .iterators import concat, merge, prefix_bounds, visible
+from .iterators import concat, merge, merge_visible, prefix_bounds, visible
 from .manifest import FileMeta, ManifestState, ManifestWriter, load as load_manifest
 from .memtable import Memtable
 from .records import MAX_SEQ, Entry, Op, encode_batch
@@ -139,6 +139,7 @@ class Engine:
         self._durability = durability
         self._mode = mode
         self._closed = True
+        self._alive = [False]  # what running iterators check: False once closed
         self._write_lock = threading.RLock()
         self._cond = threading.Condition(self._write_lock)
         self._work_lock = threading.Lock()
@@ -177,6 +178,7 @@ class Engine:
                 raise error(e.errno, f"cannot open the database: {e.strerror}", e.filename or directory) from e
             raise
         self._closed = False
+        self._alive[0] = True
         if not read_only and options.background_compaction:
             self._bg_thread = threading.Thread(target=self._background, name="byrondbm-compactor", daemon=True)
             self._bg_thread.start()
@@ -558,10 +560,13 @@ class Engine:
                     tables.reverse()
                 if tables:
                     sources.append(concat([_opener(t, start, stop, reverse) for t in tables]))
-            for item in visible(merge(sources, reverse), -read_seq, reverse):
-                if self._closed:
-                    raise error("database was closed during iteration")
-                yield item
+            if reverse:
+                for item in visible(merge(sources, reverse), -read_seq, reverse):
+                    if self._closed:
+                        raise error("database was closed during iteration")
+                    yield item
+            else:
+                yield from merge_visible(sources, -read_seq, self._alive)
         finally:
             unpin[0]()
 
@@ -838,6 +843,7 @@ class Engine:
             if self._closed:
                 return
             self._closed = True
+            self._alive[0] = False
             self._stopping = True
         self._bg_wake.set()
         if self._bg_thread is not None:
