@@ -15,7 +15,7 @@ MiB = 1024 * KiB
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    memtable_size: int = 4 * MiB
+    memtable_size: int = 8 * MiB
     """Bytes of keys+values (plus ~32 bytes an entry) a memtable holds before it is flushed to L0."""
     block_size: int = 4 * KiB
     """Target uncompressed size of an SSTable data block."""
@@ -23,11 +23,11 @@ class Options:
     """Bloom filter bits per key (10 gives ~1% false positives); 0 writes no filter."""
     block_cache_size: int = 8 * MiB
     """Bytes of decoded data blocks kept in the shared LRU cache; 0 disables the cache."""
-    target_file_size: int = 2 * MiB
+    target_file_size: int = 4 * MiB
     """Size at which a compaction starts a new output table."""
     level_ratio: int = 10
     """Level k+1 may hold `level_ratio` times the bytes of level k."""
-    level1_size: int = 10 * MiB
+    level1_size: int = 64 * MiB
     """Target size of level 1; level k's is ``level1_size * level_ratio ** (k - 1)``."""
     l0_compaction_trigger: int = 4
     """Number of L0 files that starts an L0 → L1 compaction."""

@@ -6,7 +6,7 @@ from byrondbm.options import Options
 
 def test_defaults_are_valid():
     o = Options()
-    assert o.memtable_size == 4 * 1024 * 1024 and o.bloom_bits_per_key == 10 and o.background_compaction
+    assert o.memtable_size == 8 * 1024 * 1024 and o.bloom_bits_per_key == 10 and o.background_compaction
 
 
 @pytest.mark.parametrize("name", ["memtable_size", "block_size", "bloom_bits_per_key", "block_cache_size",
