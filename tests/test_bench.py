@@ -56,7 +56,7 @@ def test_every_workload_runs_and_verifies(tmp_path: Path) -> None:
             assert r["status"] in ("ok", "n/a"), (engine, row, r)
             if r["status"] == "ok":
                 assert r["ops"] == _expected_ops(row, n, engine), (engine, row)
-                assert r["ops_per_sec"] > 0 and len(r["samples"]) == 1
+                assert r["ops_per_sec"] > 0 and len(r["samples"]) == 1 and r["cpu_us_per_op"] > 0
     assert all(r["status"] == "ok" for r in doc["results"]["byrondbm"].values())
     dumb = doc["results"]["dbm.dumb"]
     assert {row for row, r in dumb.items() if r["status"] == "n/a"} == {"seekrandom", "fillbatch", "fillsync_1t", "fillsync_8t"}
@@ -66,7 +66,8 @@ def test_every_workload_runs_and_verifies(tmp_path: Path) -> None:
     measured = {t["target"] for t in doc["targets"] if t["measured"] is not None}
     assert "fillrandom ≥ 5× dbm.dumb" in measured and "fillsync_8t ≥ 4× byrondbm fillsync_1t" in measured
     assert "stats_after_load" in doc["facts"]["byrondbm"][0] and "compact_seconds" in doc["facts"]["byrondbm"][0]
-    assert "ops/s" in proc.stdout and "byrondbm ÷ engine" in proc.stdout
+    assert set(doc["ratios_cpu"]) == {"dbm.dumb", "sqlite3"}
+    assert "ops/s" in proc.stdout and "byrondbm ÷ engine" in proc.stdout and "CPU µs per operation" in proc.stdout
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("byrondbm-bench-")], "databases left behind"
 
 
@@ -220,11 +221,12 @@ def test_summary_median_and_errors() -> None:
         def __init__(self, **outcomes: Any) -> None:
             self.outcomes = outcomes
 
-    runs = [Run(a=Measurement(10, 1.0), b=Skipped("n/a reason"), c=Measurement(10, 1.0)),
-            Run(a=Measurement(10, 0.5), b=Skipped("n/a reason"), c=Skipped("boom", error=True)),
-            Run(a=Measurement(10, 0.1), b=Skipped("n/a reason"), c=Measurement(10, 1.0))]
+    runs = [Run(a=Measurement(10, 1.0, 0.5), b=Skipped("n/a reason"), c=Measurement(10, 1.0)),
+            Run(a=Measurement(10, 0.5, 0.1), b=Skipped("n/a reason"), c=Skipped("boom", error=True)),
+            Run(a=Measurement(10, 0.1, 0.2), b=Skipped("n/a reason"), c=Measurement(10, 1.0))]
     summary = report.summarize(runs, ["a", "b", "c"])  # type: ignore[arg-type]
     assert summary["a"].ops_per_sec == pytest.approx(20.0) and summary["a"].status == "ok"
+    assert summary["a"].cpu_us_per_op == pytest.approx(20_000.0) and summary["a"].cpu_ops_per_sec == pytest.approx(50.0)
     assert summary["b"].status == "n/a" and summary["b"].reason == "n/a reason"
     assert summary["c"].status == "error" and summary["c"].reason == "boom"
 

@@ -69,10 +69,19 @@ class VerificationError(AssertionError):
 class Measurement:
     ops: int
     seconds: float
+    """Wall-clock time of the timed region."""
+    cpu_seconds: float = 0.0
+    """CPU time of the whole process (every thread, background work included) in the same region: unlike
+    the wall clock it does not grow when other jobs share the machine, but it misses time spent waiting
+    for the disk (fsync)."""
 
     @property
     def ops_per_sec(self) -> float:
         return self.ops / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_us_per_op(self) -> float:
+        return self.cpu_seconds / self.ops * 1e6 if self.ops else 0.0
 
 
 @dataclasses.dataclass
@@ -166,6 +175,7 @@ def clock(
     with Progress(label, total, unit=" ops", enabled=ctx.progress) as bar:
         if profiler is not None:
             profiler.enable()
+        cpu = time.process_time()
         start = time.perf_counter()
         for chunk in chunks:
             done, right = body(chunk)
@@ -173,9 +183,10 @@ def clock(
             good += right
             bar.advance(done)
         seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu
         if profiler is not None:
             profiler.disable()
-    return Measurement(ops, seconds), good
+    return Measurement(ops, seconds, cpu), good
 
 
 def phase(ctx: Context, label: str) -> Progress:
@@ -298,14 +309,16 @@ def _fillsync(ctx: Context, engine: Engine, h: Handle, row: str) -> Measurement:
     gc.collect()
     with phase(ctx, f"{engine.name} {row}: {ops:,} synced writes from {threads} threads"):
         barrier.wait()
+        cpu = time.process_time()
         start = time.perf_counter()
         for w in workers:
             w.join()
         seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu
     if errors:
         raise errors[0]
     verify_store(space, h, ops, row)
-    return Measurement(ops, seconds)
+    return Measurement(ops, seconds, cpu)
 
 
 def _readrandom(ctx: Context, engine: Engine, h: Handle, row: str) -> Measurement:
