@@ -102,7 +102,11 @@ class Database(_Scan, MutableMapping[bytes, bytes]):
         return default if value is None else value
 
     def __setitem__(self, key: Key, value: Key) -> None:
-        self._engine.write(((to_bytes(key), to_bytes(value, "value")),))
+        if type(key) is not bytes:
+            key = to_bytes(key)
+        if type(value) is not bytes:
+            value = to_bytes(value, "value")
+        self._engine.write(((key, value),))
 
     def __delitem__(self, key: Key) -> None:
         k = to_bytes(key)

@@ -38,7 +38,10 @@ def sync_dir(directory: str) -> None:
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
     """``os.write`` until every byte is written (a regular file may accept a short write)."""
-    view = memoryview(data)
+    n = os.write(fd, data)
+    if n == len(data):
+        return  # the usual case: one call, no view
+    view = memoryview(data)[n:]
     while view:
         n = os.write(fd, view)
         view = view[n:]
