@@ -257,7 +257,7 @@ class Engine:
             self._replay(number, mem)
         if self.read_only:
             return
-        self._reopen_for_writing(manifest_name)
+        self._reopen_for_writing()
 
     def _open_table(self, meta: FileMeta) -> TableReader:
         path = self._path(filenames.table_name(meta.number))
@@ -285,7 +285,7 @@ class Engine:
             last = first_seq + len(ops) - 1
         self._last_seq = last
 
-    def _reopen_for_writing(self, old_manifest: str) -> None:
+    def _reopen_for_writing(self) -> None:
         """Flush what the logs held into an L0 table, start a fresh log and a compacted manifest, and remove
         every file the new manifest does not reference."""
         state = self._state
@@ -723,28 +723,36 @@ class Engine:
             pass
 
     def _write_table(self, number: Optional[int], entries: Iterator[Entry], split: bool) -> list[TableReader]:
-        """Write ``entries`` into one table (or several cut near ``target_file_size`` between keys), each
-        written under a temp name, fsync'ed, renamed, and the directory fsync'ed before it is returned."""
+        """Write ``entries`` into one table (``number``, or a new one), or with ``split`` into several cut
+        near ``target_file_size`` between keys (so tables of a level never share a key). Each is written
+        under a temp name, fsync'ed and renamed, and the directory fsync'ed before they are returned.
+        Cost: one `TableWriter.add` per entry; the size is checked every 16 keys, not per entry."""
         outputs: list[TableReader] = []
         writer: Optional[TableWriter] = None
-        tmp = ""
-        prev_key: Optional[bytes] = None
         target = self.options.target_file_size
+        it = iter(entries)
+        carry: Optional[Entry] = next(it, None)
         try:
-            for i, (key, negseq, value) in enumerate(entries):
-                if writer is not None and split and writer.file_size >= target and key != prev_key:
-                    outputs.append(self._finish_table(writer, tmp, number_of(tmp)))
-                    writer = None
-                if writer is None:
-                    n = number if number is not None and not outputs else self._new_number()
-                    tmp = self._path(filenames.temp_name(filenames.table_name(n)))
-                    writer = TableWriter(tmp, self.options, self._mode)
-                writer.add(key, negseq, value)
-                prev_key = key
-                if self._stopping and i % 1024 == 0 and split:
-                    raise error("compaction interrupted by close")
-            if writer is not None:
-                outputs.append(self._finish_table(writer, tmp, number_of(tmp)))
+            while carry is not None:
+                first, carry = carry, None
+                n = number if number is not None and not outputs else self._new_number()
+                writer = TableWriter(self._path(filenames.temp_name(filenames.table_name(n))), self.options, self._mode)
+                add = writer.add
+                add(*first)
+                prev = first[0]
+                keys = 0
+                for key, negseq, value in it:
+                    if split and key != prev:
+                        prev = key
+                        keys += 1
+                        if keys & 15 == 0:
+                            if writer.file_size >= target:
+                                carry = (key, negseq, value)
+                                break
+                            if self._stopping:
+                                raise error("compaction interrupted by close")
+                    add(key, negseq, value)
+                outputs.append(self._finish_table(writer, n))
                 writer = None
         except BaseException:
             if writer is not None:
@@ -757,12 +765,12 @@ class Engine:
             sync_dir(self.directory)
         return outputs
 
-    def _finish_table(self, writer: TableWriter, tmp: str, number: int) -> TableReader:
+    def _finish_table(self, writer: TableWriter, number: int) -> TableReader:
         props: TableProperties = writer.finish()
         final = self._path(filenames.table_name(number))
         if os.path.exists(final):
             raise error(f"refusing to overwrite existing table {final}")
-        os.replace(tmp, final)
+        os.replace(self._path(filenames.temp_name(filenames.table_name(number))), final)
         self.counters["table_bytes_written"] += props.file_size
         return TableReader(final, number, self._cache)
 
@@ -918,12 +926,6 @@ class Engine:
             for level in range(1, MAX_LEVELS):
                 for t in v.levels[level]:
                     assert t.properties.max_seq <= self._last_seq
-
-
-def number_of(path: str) -> int:
-    parsed = filenames.parse(os.path.basename(path)[: -len(filenames.TEMP_SUFFIX)])
-    assert parsed is not None
-    return parsed[1]
 
 
 def _opener(
