@@ -1,4 +1,4 @@
-"""Data blocks and the index block: building them, and decoding them into ready lookup structures.
+"""Data blocks and the index block: their layout, point lookups inside a block, and decoding (the writer builds them).
 
 Data block contents (integers little-endian; varint = LEB128, as records.encode_varint)::
 
@@ -27,17 +27,17 @@ from itertools import accumulate, pairwise
 from typing import NamedTuple
 
 from ...errors import CorruptionError
-from ..records import decode_varint, encode_varint
+from ..records import decode_varint
 
 RESTART_SHIFT = 2
 RESTART_INTERVAL = 1 << RESTART_SHIFT
-_RESTART_MASK = RESTART_INTERVAL - 1
+RESTART_MASK = RESTART_INTERVAL - 1
 KIND_TOMBSTONE = 0
 KIND_VALUE = 1
 KIND_LARGE = 2
 
 _U32 = struct.Struct("<I")
-_TAG = struct.Struct("<Q")
+TAG = struct.Struct("<Q")
 LARGE_REF = struct.Struct("<QQ")
 
 
@@ -53,65 +53,6 @@ BlockEntry = tuple[bytes, int, StoredValue]
 DecodedBlock = tuple[list[BlockEntry], dict[bytes, BlockEntry], bool]
 """``(entries, newest, has_large)``: the entries in order, each key's first (newest) entry in this block,
 and whether any value is a `LargeValue` the reader must resolve. This is what the block cache holds."""
-
-
-class BlockBuilder:
-    """Accumulates the entries of one data block. ``add`` is O(key + value) (bytes are only referenced
-    until `finish` joins them once)."""
-
-    __slots__ = ("_count", "_parts", "_restarts", "last_key", "size")
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self._restarts: list[int] = []
-        self._count = 0
-        self.size = 0  # bytes of entries so far (the restart trailer excluded)
-        self.last_key = b""
-
-    def __len__(self) -> int:
-        return self._count
-
-    def add(self, key: bytes, tag: int, value: bytes) -> None:
-        """Append one entry; the caller guarantees entry order. ``value`` is the stored field."""
-        count = self._count
-        last = self.last_key
-        if not count & _RESTART_MASK:
-            shared = 0
-            self._restarts.append(self.size)
-        elif key == last:  # another version of the same key
-            shared = len(key)
-        else:  # the common prefix, in C: XOR as big integers, count the equal leading bytes
-            n = min(len(key), len(last))
-            x = int.from_bytes(last[:n], "big") ^ int.from_bytes(key[:n], "big")
-            shared = n - ((x.bit_length() + 7) >> 3)
-        unshared = len(key) - shared
-        vlen = len(value)
-        if (shared | unshared | vlen) < 0x80:
-            header = bytes((shared, unshared, vlen))
-        elif (shared | unshared) < 0x80 and vlen < 0x4000:
-            header = bytes((shared, unshared, vlen & 0x7F | 0x80, vlen >> 7))
-        else:
-            header = encode_varint(shared) + encode_varint(unshared) + encode_varint(vlen)
-        self._parts += (header, key[shared:] if shared else key, _TAG.pack(tag), value)
-        self.size += len(header) + unshared + 8 + vlen
-        self._count = count + 1
-        self.last_key = key
-
-    def estimated_size(self) -> int:
-        """Bytes `finish` would return now (0 while the block is empty)."""
-        return self.size + 4 * len(self._restarts) + 4 if self._count else 0
-
-    def finish(self) -> bytes:
-        """The block contents (without the type/CRC trailer); resets the builder for the next block."""
-        restarts = self._restarts
-        self._parts.append(struct.pack(f"<{len(restarts)}I", *restarts))
-        self._parts.append(_U32.pack(len(restarts)))
-        contents = b"".join(self._parts)
-        self._parts = []
-        self._restarts = []
-        self._count = 0
-        self.size = 0
-        return contents
 
 
 def decode_block(raw: bytes, size: int, path: str) -> DecodedBlock:
@@ -131,7 +72,7 @@ def decode_block(raw: bytes, size: int, path: str) -> DecodedBlock:
         append = entries.append
         newest: dict[bytes, BlockEntry] = {}
         first = newest.setdefault
-        unpack_tag = _TAG.unpack_from
+        unpack_tag = TAG.unpack_from
         has_large = False
         prev = b""
         pos = 0
@@ -230,7 +171,7 @@ def find_in_block(
                 continue
             if prev != key:
                 return None
-            (tag,) = _TAG.unpack_from(raw, kend)
+            (tag,) = TAG.unpack_from(raw, kend)
             if -(tag >> 2) >= read_negseq:
                 if pos > limit:
                     break

@@ -9,8 +9,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
+BLOCK_BITS = 32
+"""A block's cache key is ``table number << BLOCK_BITS | block number``: one int, cheap to hash."""
 ENTRY_OVERHEAD = 240
-"""Bytes a cached item costs beyond its payload: the map's node and key tuple, the bytes object header."""
+"""Bytes a cached item costs beyond its payload: the map's node, key, (block, charge) tuple, bytes header."""
 DECODED_ENTRY = 170
 """Bytes a decoded entry costs beyond its share of the block: tuple, key and value objects, dict slot
 (measured with tracemalloc: 100–185 over block sizes, key and value lengths)."""
@@ -27,7 +29,7 @@ def decoded_charge(size: int, entries: int) -> int:
 
 
 class BlockCache:
-    """Thread-safe LRU map ``(table number, block offset) -> block``, bounded by total charge.
+    """Thread-safe LRU map ``table number << BLOCK_BITS | block number -> block``, bounded by total charge.
 
     `get` (lock-free) and `put` are O(1); `evict_table` is O(entries cached). A block whose charge alone exceeds the
     capacity is not cached; capacity 0 caches nothing. ``hits``/``misses`` count `get` outcomes.
@@ -38,7 +40,7 @@ class BlockCache:
         self.hits = 0
         self.misses = 0
         self._charge = 0
-        self._map: OrderedDict[tuple[int, int], tuple[object, int]] = OrderedDict()
+        self._map: OrderedDict[int, tuple[object, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._lookup = self._map.get
         self._touch = self._map.move_to_end
@@ -51,7 +53,7 @@ class BlockCache:
     def __len__(self) -> int:
         return len(self._map)
 
-    def get(self, key: tuple[int, int]) -> object | None:
+    def get(self, key: int) -> object | None:
         # No lock: OrderedDict.get and move_to_end are each atomic (C code, GIL or per-object lock),
         # and a block evicted between the two simply stays evicted. The counters are statistics only.
         item = self._lookup(key)
@@ -65,7 +67,7 @@ class BlockCache:
         self.hits += 1
         return item[0]
 
-    def put(self, key: tuple[int, int], block: object, charge: int) -> None:
+    def put(self, key: int, block: object, charge: int) -> None:
         if charge > self.capacity:
             return
         with self._lock:
@@ -81,5 +83,5 @@ class BlockCache:
     def evict_table(self, number: int) -> None:
         """Drop every block of table ``number`` (deleted by a compaction)."""
         with self._lock:
-            for key in [k for k in self._map if k[0] == number]:
+            for key in [k for k in self._map if k >> BLOCK_BITS == number]:
                 self._charge -= self._map.pop(key)[1]
