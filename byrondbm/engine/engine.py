@@ -148,6 +148,7 @@ class Engine:
         self._pointers: dict[int, bytes] = {}
         self._cache = BlockCache(options.block_cache_size)
         self._wal: Optional[LogWriter] = None
+        self._replayed: Optional[Memtable] = None
         self._manifest: Optional[ManifestWriter] = None
         self._bg_thread: Optional[threading.Thread] = None
         self._bg_wake = threading.Event()
@@ -256,6 +257,7 @@ class Engine:
         for number in state.logs:
             self._replay(number, mem)
         if self.read_only:
+            self._replayed = mem  # written in an earlier session: not this session's user bytes
             return
         self._reopen_for_writing()
 
@@ -878,7 +880,7 @@ class Engine:
         tables = v.tables()
         wal_now = self._wal.size if self._wal is not None else 0
         engine_bytes = c["log_bytes_written"] + wal_now + c["table_bytes_written"]
-        user = c["user_bytes_written"] + v.mem.payload_bytes
+        user = c["user_bytes_written"] + (v.mem.payload_bytes if v.mem is not self._replayed else 0)
         levels = [
             {"level": i, "files": len(ts), "bytes": sum(t.properties.file_size for t in ts),
              "keys": sum(t.properties.num_entries for t in ts)}
