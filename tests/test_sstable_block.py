@@ -55,7 +55,7 @@ def build(entries: list[tuple[bytes, int, object]]) -> bytes:
     return b"".join(parts) + struct.pack(f"<{len(restarts)}I", *restarts) + struct.pack("<I", len(restarts))
 
 
-def roundtrip(entries: list) -> tuple[list, dict, bool]:
+def roundtrip(entries: list) -> tuple[list, bool]:
     contents = build(entries)
     return decode_block(contents + b"\x01\x00\x00\x00\x00", len(contents), "blk")
 
@@ -79,10 +79,9 @@ EDGE_KEYS = sorted(
 
 def test_edge_keys_roundtrip() -> None:
     entries = [(k, -(i + 1), k[::-1]) for i, k in enumerate(EDGE_KEYS)]
-    decoded, newest, has_large = roundtrip(entries)
+    decoded, has_large = roundtrip(entries)
     assert decoded == entries
     assert not has_large
-    assert newest == {e[0]: e for e in entries}
 
 
 @pytest.mark.parametrize("count", [1, 15, 16, 17, 31, 32, 33])
@@ -109,10 +108,9 @@ def test_versions_tombstones_and_large_refs() -> None:
         (b"b", -2, b""),
         (b"c", -3, None),
     ]
-    decoded, newest, has_large = roundtrip(entries)
+    decoded, has_large = roundtrip(entries)
     assert decoded == entries
     assert has_large
-    assert newest == {b"a": entries[0], b"b": entries[3], b"c": entries[5]}
 
 
 def test_varint_lengths_over_127() -> None:
@@ -130,9 +128,7 @@ def test_value_length_varints(value_len: int) -> None:
 
 def test_empty_key_versions_and_empty_value() -> None:
     entries = [(b"", -3, b""), (b"", -2, None), (b"", -1, b"x"), (b"\x00", -4, b"")]
-    decoded, newest, _ = roundtrip(entries)
-    assert decoded == entries
-    assert newest[b""] == entries[0]
+    assert roundtrip(entries)[0] == entries
 
 
 @settings(max_examples=60, deadline=None)

@@ -50,9 +50,9 @@ class LargeValue(NamedTuple):
 
 StoredValue = bytes | LargeValue | None
 BlockEntry = tuple[bytes, int, StoredValue]
-DecodedBlock = tuple[list[BlockEntry], dict[bytes, BlockEntry], bool]
-"""``(entries, newest, has_large)``: the entries in order, each key's first (newest) entry in this block,
-and whether any value is a `LargeValue` the reader must resolve. This is what the block cache holds."""
+DecodedBlock = tuple[list[BlockEntry], bool]
+"""``(entries, has_large)``: the entries in order and whether any value is a `LargeValue` the reader must
+resolve. The block cache holds these for blocks iterators read (point lookups bisect the entries)."""
 
 
 def decode_block(raw: bytes, size: int, path: str) -> DecodedBlock:
@@ -70,8 +70,6 @@ def decode_block(raw: bytes, size: int, path: str) -> DecodedBlock:
             raise CorruptionError("data block restart array does not fit", path)
         entries: list[BlockEntry] = []
         append = entries.append
-        newest: dict[bytes, BlockEntry] = {}
-        first = newest.setdefault
         unpack_tag = TAG.unpack_from
         has_large = False
         prev = b""
@@ -110,13 +108,12 @@ def decode_block(raw: bytes, size: int, path: str) -> DecodedBlock:
             else:
                 raise CorruptionError(f"data block entry has kind {kind} with a {vlen}-byte value", path)
             append(entry)
-            first(key, entry)
             prev = key
         if pos != limit:
             raise CorruptionError("data block entries overrun the restart array", path)
     except (IndexError, ValueError, struct.error):
         raise CorruptionError("data block entry truncated", path) from None
-    return entries, newest, has_large
+    return entries, has_large
 
 
 NEXT_BLOCK = True
