@@ -47,6 +47,7 @@ def test_every_workload_runs_and_verifies(tmp_path: Path) -> None:
     n = 2000
     proc, doc = _bench(tmp_path, "--n", str(n), "--repeat", "1", "--engines", ",".join(ALWAYS))
     all_rows = [row for w in WORKLOADS for row in ROWS[w]]
+    assert doc["complete"] is True
     assert doc["meta"]["n"] == n and doc["meta"]["key_size"] == 16 and doc["meta"]["value_size"] == 100
     assert set(doc["results"]) == set(ALWAYS)
     for engine, rows in doc["results"].items():

@@ -115,20 +115,34 @@ def _compare(ctx: Context, args: argparse.Namespace) -> int:
         ctx.profiler = cProfile.Profile()
     meta = _meta(args, ctx.n)
     runs: dict[str, list[EngineRun]] = {name: [] for name in engines}
+    rows = rows_for(args.benchmarks)
     for _ in range(args.repeat):
         for name, engine in engines.items():
             runs[name].append(run_engine(ctx, engine, args.benchmarks))
-    rows = rows_for(args.benchmarks)
-    results = {name: report.summarize(r, rows) for name, r in runs.items()}
+            if args.json:  # a checkpoint, so a run cut short keeps what it measured
+                _write_json(args.json, _document(meta, runs, rows, engines, skipped, done=False))
     meta["load_average_at_end"] = os.getloadavg()
+    results = {name: report.summarize(r, rows) for name, r in runs.items()}
     print(report.render(results, rows, engines, skipped, meta))
     if args.json:
-        facts = {name: [run.facts for run in r] for name, r in runs.items()}
-        _write_json(args.json, report.document(meta, results, facts, engines, skipped))
+        _write_json(args.json, _document(meta, runs, rows, engines, skipped, done=True))
     if ctx.profiler is not None:
         ctx.profiler.dump_stats(args.profile)
         pstats.Stats(ctx.profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
     return 1 if any(r.status == "error" for rows_ in results.values() for r in rows_.values()) else 0
+
+
+def _document(
+    meta: dict[str, Any], runs: dict[str, list[EngineRun]], rows: list[str], engines: dict[str, Any],
+    skipped: dict[str, str], done: bool,
+) -> dict[str, Any]:
+    """The --json document of the runs so far (`complete` False while repeats remain)."""
+    ran = {name: r for name, r in runs.items() if r}
+    results = {name: report.summarize(r, rows) for name, r in ran.items()}
+    facts = {name: [run.facts for run in r] for name, r in ran.items()}
+    doc = report.document(meta, results, facts, {name: engines[name] for name in ran}, skipped)
+    doc["complete"] = done
+    return doc
 
 
 def _scale(ctx: Context, args: argparse.Namespace) -> int:
