@@ -40,6 +40,8 @@ __all__ = ["Engine", "BUFFERED", "OS", "SYNC", "destroy", "is_database"]
 
 NEWEST = -MAX_SEQ  # read_negseq that sees every entry
 _MANIFEST_ROTATE = 4 * 1024 * 1024
+_TOTALS = ("flushes", "compactions", "trivial_moves", "user_bytes_written", "log_bytes_written",
+           "table_bytes_written")  # counters kept in the manifest across sessions
 
 _registry_lock = threading.Lock()
 _open_dirs: set[str] = set()
@@ -249,6 +251,7 @@ class Engine:
         for level in range(1, MAX_LEVELS):
             levels[level].sort(key=lambda t: t.smallest)
         self._pointers = dict(state.pointers)
+        self.counters.update(state.totals)
         self._state = state
         self._last_seq = state.last_seq
         self._table_count = state.count
@@ -294,6 +297,9 @@ class Engine:
         v = self._version
         mem = v.mem
         edit: dict[str, Any] = {}
+        self.counters["user_bytes_written"] += mem.payload_bytes  # written in an earlier session, counted now
+        for number in state.logs:
+            self.counters["log_bytes_written"] += os.path.getsize(self._path(filenames.log_name(number)))
         if len(mem):
             self._resolve(mem, v, 1)
             number = self._take_number(state)
@@ -307,7 +313,8 @@ class Engine:
             levels = list(v.levels)
         log_number = self._take_number(state)
         manifest_number = self._take_number(state)
-        edit.update(last_seq=self._last_seq, count=self._table_count, log_floor=log_number, logs=[log_number])
+        edit.update(last_seq=self._last_seq, count=self._table_count, log_floor=log_number, logs=[log_number],
+                    totals={name: self.counters[name] for name in _TOTALS})
         state.apply(edit)
         self._wal = LogWriter(self._path(filenames.log_name(log_number)), log_number, self._durability, self._mode)
         sync_dir(self.directory)
@@ -452,6 +459,7 @@ class Engine:
         """Record ``edit`` durably; start a fresh, compacted manifest when this one grows large."""
         assert self._manifest is not None
         edit["next_file"] = self._state.next_file  # numbers taken since the last edit stay taken after a reopen
+        edit["totals"] = {name: self.counters[name] for name in _TOTALS}
         self._manifest.append(edit)  # raises with nothing recorded, so the state is only changed after
         self._state.apply(edit)
         if self._manifest.size > _MANIFEST_ROTATE:

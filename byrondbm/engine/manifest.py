@@ -15,6 +15,8 @@ Keys are not put in the JSON (hex-encoding a 64 MiB key costs seconds): each app
     "add": [[level, number, file_size, smallest, largest, min_seq, max_seq, entries, deletions], ...]
     "del": [[level, number], ...]
     "pointer": [level, key] where the next compaction of that level starts (round robin)
+    "totals": {name: int}       running totals for stats (flushes, compactions, bytes written by the
+                                user and by the engine), so write amplification spans every session
 
 (``smallest``, ``largest`` and ``key`` are key references; a hex string is also accepted for them.)
 The first record of a manifest is a full snapshot; later ones are deltas. CURRENT holds the manifest's
@@ -70,6 +72,7 @@ class ManifestState:
     log_floor: int = 0
     levels: dict[int, dict[int, FileMeta]] = dataclasses.field(default_factory=dict)
     pointers: dict[int, bytes] = dataclasses.field(default_factory=dict)
+    totals: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def apply(self, edit: dict[str, Any]) -> None:
         """Fold one edit in. Raises KeyError/ValueError/TypeError on malformed edits (callers wrap)."""
@@ -92,6 +95,8 @@ class ManifestState:
             meta = FileMeta(int(number), int(size), _key(lo), _key(hi),
                             int(min_seq), int(max_seq), int(entries), int(deletions))
             self.levels.setdefault(int(level), {})[meta.number] = meta
+        if "totals" in edit:
+            self.totals = {str(k): int(v) for k, v in edit["totals"].items()}
         if "pointer" in edit:
             level, key = edit["pointer"]
             self.pointers[int(level)] = _key(key)
@@ -104,6 +109,7 @@ class ManifestState:
             "count": self.count,
             "logs": list(self.logs),
             "log_floor": self.log_floor,
+            "totals": dict(self.totals),
             "add": [meta.encode(level) for level, files in sorted(self.levels.items()) for meta in files.values()],
         }
 
