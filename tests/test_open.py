@@ -206,3 +206,14 @@ def test_error_types():
         raise byrondbm.CorruptionError("bad block", "x.sst")
     except dbm.error as e:  # the idiom every dbm user writes
         assert "x.sst" in str(e)
+
+
+def test_missing_parent_or_no_permission_is_a_byrondbm_error(tmp_path):
+    with pytest.raises(byrondbm.error) as info:
+        byrondbm.open(tmp_path / "no" / "such" / "parent", "c")
+    assert "parent" in str(info.value)
+    if os.geteuid() != 0:  # root ignores permission bits
+        locked = tmp_path / "ro"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(byrondbm.error):
+            byrondbm.open(locked / "db", "c")

@@ -162,8 +162,13 @@ class Engine:
         self._memtable_size = options.memtable_size
         self._throttle = False  # set when a compactor thread runs: it is what a slowed writer waits for
 
-        self._prepare_directory(create, replace)
-        self._lock = _DirLock(directory, exclusive=not read_only, os_lock=lock, mode=mode)
+        try:
+            self._prepare_directory(create, replace)
+            self._lock = _DirLock(directory, exclusive=not read_only, os_lock=lock, mode=mode)
+        except OSError as e:
+            if isinstance(e, error):
+                raise
+            raise error(e.errno, f"cannot open the database directory: {e.strerror}", directory) from e
         try:
             if replace:
                 destroy(directory)
