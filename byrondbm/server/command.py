@@ -68,10 +68,10 @@ def run(args: argparse.Namespace) -> int:
         from byrondbm.server import service
     except ImportError as exc:
         print(
-            f"byrondbm serve: the server needs the 'server' extra (pip install 'byrondbm[server]'): {exc}",
+            f"byrondbm: error: the server needs the 'server' extra: pip install 'byrondbm[server]' ({exc})",
             file=sys.stderr,
         )
-        return 2
+        return 1  # an expected error, not a usage error
     try:
         token = _read_token(args.token_file) if args.token_file is not None else None
         service.check_exposure(args.host, token)
