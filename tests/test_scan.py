@@ -311,27 +311,30 @@ def test_scan_taken_before_close_raises_on_first_step(tmp_path) -> None:  # noqa
 
 
 @pytest.mark.slow
-def test_scan_of_100000_keys_under_concurrent_writes_flushes_and_compactions(tmp_path) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("n, reverse", [(100_000, False), (30_000, True)], ids=["forward-100k", "reverse-30k"])
+def test_scan_of_100000_keys_under_concurrent_writes_flushes_and_compactions(tmp_path, n: int, reverse: bool) -> None:  # noqa: ANN001
     """The scan equals a snapshot taken at its start, while another thread overwrites, deletes, inserts,
     fills memtables (flushes) and runs full compactions that delete the tables the scan started on.
 
-    The writer runs a round each time the scan has read 10,000 more keys (and the scan waits for it), so
-    every kind of change provably happens mid-scan; a second thread writes and deletes all the while,
-    interleaving with the scan's reads of memtables and tables at arbitrary points.
+    The writer runs a round each time the scan has read another tenth of the keys (and the scan waits for
+    it), so every kind of change provably happens mid-scan; a second thread writes and deletes all the
+    while, interleaving with the scan's reads of memtables and tables at arbitrary points.
     """
-    n = 100_000
     path = tmp_path / "db"
     db = byrondbm.open(path, "c", memtable_size=64 * 1024, target_file_size=64 * 1024, level1_size=256 * 1024, block_size=1024)
     for s in range(0, n, 10_000):
         with db.batch() as b:
-            for i in range(s, s + 10_000):
+            for i in range(s, min(s + 10_000, n)):
                 b[b"key%07d" % (2 * i)] = b"v%d" % i
-    for i in range(0, n, 250):  # 400 keys across the range stay in the active memtable the scan reads
+    in_mem = range(0, n, n // 400)  # 400 keys across the range stay in the active memtable the scan reads
+    for i in in_mem:
         db[b"key%07d" % (2 * i)] = b"m%d" % i
-    expected = [(b"key%07d" % (2 * i), b"m%d" % i if i % 250 == 0 else b"v%d" % i) for i in range(n)]
+    expected = [(b"key%07d" % (2 * i), b"m%d" % i if i in in_mem else b"v%d" % i) for i in range(n)]
+    if reverse:
+        expected.reverse()
     assert len(db._engine._version.mem) == 400  # (the batches' memtables may still be waiting to flush)
     snap = db.snapshot()
-    scan = db.scan()
+    scan = db.scan(reverse=reverse)
     tables_at_start = {f for f in os.listdir(path) if f.endswith(".sst")}
     go, done = threading.Event(), threading.Event()
     rounds = 9
@@ -379,7 +382,7 @@ def test_scan_of_100000_keys_under_concurrent_writes_flushes_and_compactions(tmp
     got = []
     for item in scan:
         got.append(item)
-        if len(got) % 10_000 == 0 and len(got) // 10_000 <= rounds:
+        if len(got) % (n // 10) == 0 and len(got) // (n // 10) <= rounds:
             go.set()
             done.wait()
             done.clear()
@@ -391,7 +394,7 @@ def test_scan_of_100000_keys_under_concurrent_writes_flushes_and_compactions(tmp
     assert not failures, failures
     assert churned[0] > 1000
     assert got == expected
-    assert list(snap.scan()) == expected
+    assert list(snap.scan(reverse=reverse)) == expected
     assert tables_at_start - {f for f in os.listdir(path) if f.endswith(".sst")}, "no table was deleted under the scan"
     assert db.stats()["compactions"] >= 2
     snap.close()
