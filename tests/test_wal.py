@@ -162,3 +162,21 @@ def test_concurrent_sync_writers_are_all_covered(tmp_path) -> None:
     w.close(sync=True)
     assert all(covered) and len(covered) == 400
     assert len(wal.read_log(path)[0]) == 400
+
+
+def test_sync_after_a_close_without_fsync_still_syncs(tmp_path, monkeypatch) -> None:
+    """A writer whose log was rotated away (closed without fsync) before its sync_to ran gets an fsync."""
+    path = str(tmp_path / "000001.log")
+    w = wal.LogWriter(path, 1, wal.OS, 0o644)
+    end = w.add(_batch(1))
+    w.close(sync=False)
+    calls = []
+    monkeypatch.setattr(wal, "sync_fd", lambda fd: calls.append(fd))
+    w.sync_to(end)
+    assert len(calls) == 1
+    os.unlink(path)  # retired by a flush: nothing left to sync, and no error
+    w2 = wal.LogWriter(str(tmp_path / "000002.log"), 2, wal.OS, 0o644)
+    end = w2.add(_batch(2))
+    w2.close(sync=False)
+    os.unlink(w2.path)
+    w2.sync_to(end)

@@ -100,15 +100,30 @@ class LogWriter:
         with self._sync_lock:
             if self._synced >= offset:
                 return
-            if self._failure is not None or self.closed:
+            if self._failure is not None:
                 raise self._failed()
             target = self._written
             try:
-                sync_fd(self._fd)
+                if self.closed:
+                    self._sync_closed()  # rotated away while this caller waited (a close without fsync)
+                else:
+                    sync_fd(self._fd)
             except OSError as e:
                 self._failure = e
                 raise
             self._synced = target
+
+    def _sync_closed(self) -> None:
+        """fsync a closed log through a new descriptor (fsync covers the file, whichever descriptor). A log
+        already deleted was retired by a flush, whose table was fsync'ed first: nothing is left to sync."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            sync_fd(fd)
+        finally:
+            os.close(fd)
 
     def sync(self) -> None:
         """Flush the buffer and fsync everything written so far."""
