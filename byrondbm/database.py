@@ -8,7 +8,7 @@ import os
 import threading
 from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
 from types import TracebackType
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from .engine.engine import BUFFERED, OS, SYNC, Engine
 from .errors import error
@@ -129,10 +129,10 @@ class Database(_Scan, MutableMapping[bytes, bytes]):
         return list(self.scan(keys_only=True))
 
     def items(self) -> ItemsView[bytes, bytes]:
-        return _Items(self)
+        return ScanItems(self)
 
     def values(self) -> ValuesView[bytes]:
-        return _Values(self)
+        return ScanValues(self)
 
     def clear(self) -> None:
         """Delete every key, in batches of 10,000 (each batch atomic)."""
@@ -173,7 +173,7 @@ class Database(_Scan, MutableMapping[bytes, bytes]):
     def batch(self) -> "Batch":
         """``with db.batch() as b:`` collects puts and deletes, applied all or nothing on a clean exit."""
         self._engine._check_writable()
-        return Batch(self._engine)
+        return Batch(self._engine.write)
 
     def snapshot(self) -> "Snapshot":
         """A read-only mapping frozen now; release it with ``with`` or `Snapshot.close`."""
@@ -242,8 +242,9 @@ def _after(key: bytes) -> bytes:
     return key + b"\x00"
 
 
-class _Items(ItemsView[bytes, bytes]):
-    """``items()`` of a Database or Snapshot: one scan, not a lookup per key."""
+class ScanItems(ItemsView[bytes, bytes]):
+    """``items()`` of any mapping with a ``scan()`` (Database, Snapshot, the server's client): one scan, not
+    a lookup per key."""
 
     _mapping: _Scan  # type: ignore[assignment]
 
@@ -251,7 +252,9 @@ class _Items(ItemsView[bytes, bytes]):
         return self._mapping.scan()
 
 
-class _Values(ValuesView[bytes]):
+class ScanValues(ValuesView[bytes]):
+    """``values()`` of any mapping with a ``scan()``."""
+
     _mapping: _Scan  # type: ignore[assignment]
 
     def __iter__(self) -> Iterator[bytes]:
@@ -259,10 +262,12 @@ class _Values(ValuesView[bytes]):
 
 
 class Batch:
-    """Puts and deletes collected in memory and applied atomically as one log record by `commit`."""
+    """Puts and deletes collected in memory and handed, all together, to ``apply`` by `commit` (the engine's
+    atomic write: one log record; or the server client's one Batch call). Leaving a ``with`` block by an
+    exception applies nothing."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, apply: Callable[[list[tuple[bytes, Optional[bytes]]]], None]) -> None:
+        self._apply = apply
         self._ops: list[tuple[bytes, Optional[bytes]]] = []
         self._done = False
 
@@ -288,7 +293,7 @@ class Batch:
     def commit(self) -> None:
         self._check()
         self._done = True
-        self._engine.write(self._ops)
+        self._apply(self._ops)
 
     def __enter__(self) -> "Batch":
         return self
@@ -337,10 +342,10 @@ class Snapshot(_Scan, Mapping[bytes, bytes]):
         return list(self.scan(keys_only=True))
 
     def items(self) -> ItemsView[bytes, bytes]:
-        return _Items(self)  # type: ignore[arg-type]
+        return ScanItems(self)  # type: ignore[arg-type]
 
     def values(self) -> ValuesView[bytes]:
-        return _Values(self)  # type: ignore[arg-type]
+        return ScanValues(self)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Release the snapshot (idempotent): compactions may drop the old versions it kept."""

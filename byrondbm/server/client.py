@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 import grpc
 from typing_extensions import Self
 
-from byrondbm.database import Key, to_bytes
+from byrondbm.database import Batch, Key, ScanItems, ScanValues, to_bytes
 from byrondbm.errors import CorruptionError, error
 from byrondbm.server import (
     AUTH_METADATA_KEY,
@@ -116,11 +116,11 @@ class Client(MutableMapping):  # type: ignore[type-arg]  # keys/values in: Key; 
 
     def items(self) -> ItemsView[bytes, bytes]:
         """A view whose iteration is one streamed scan (not a call per key)."""
-        return _Items(self)
+        return ScanItems(self)
 
     def values(self) -> ValuesView[bytes]:
         """A view whose iteration is one streamed scan (not a call per key)."""
-        return _Values(self)
+        return ScanValues(self)
 
     def clear(self) -> None:
         """Deletes every key seen by one scan, in batches of 1024 (not atomic: keys written meanwhile stay)."""
@@ -167,7 +167,13 @@ class Client(MutableMapping):  # type: ignore[type-arg]  # keys/values in: Key; 
     def batch(self) -> Batch:
         """`with client.batch() as b: b[k] = v; del b[k2]` - sent as one atomic call when the block exits
         without an exception; nothing is sent otherwise. Deleting an absent key is not an error."""
-        return Batch(self)
+        return Batch(self._send_batch)
+
+    def _send_batch(self, ops: list[tuple[bytes, bytes | None]]) -> None:
+        if ops:
+            mutations = [pb.Mutation(kind=pb.Mutation.DELETE, key=k) if v is None
+                         else pb.Mutation(kind=pb.Mutation.PUT, key=k, value=v) for k, v in ops]
+            self._call(self._stub.Batch, pb.BatchRequest(mutations=mutations))
 
     def stats(self) -> dict[str, Any]:
         """The server's `db.stats()`."""
@@ -204,66 +210,6 @@ def _stream(call: Any, keys_only: bool) -> Iterator[Any]:
         _raise(exc)
     finally:
         call.cancel()  # a no-op once the stream ended; frees the server when the scan is abandoned
-
-
-class _Items(ItemsView):  # type: ignore[type-arg]
-    _mapping: Client
-
-    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
-        return self._mapping.scan()
-
-
-class _Values(ValuesView):  # type: ignore[type-arg]
-    _mapping: Client
-
-    def __iter__(self) -> Iterator[bytes]:
-        return (value for _, value in self._mapping.scan())
-
-
-class Batch:
-    """Mutations collected locally and applied atomically, by one `Batch` call, on `commit` (or on leaving a
-    `with` block without an exception; an exception discards them and sends nothing)."""
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-        self._mutations: list[pb.Mutation] = []
-        self._done = False
-
-    def put(self, key: Key, value: Key) -> None:
-        self._check()
-        self._mutations.append(pb.Mutation(kind=pb.Mutation.PUT, key=to_bytes(key), value=to_bytes(value, "value")))
-
-    def delete(self, key: Key) -> None:
-        """Delete `key` when the batch applies; an absent key is not an error."""
-        self._check()
-        self._mutations.append(pb.Mutation(kind=pb.Mutation.DELETE, key=to_bytes(key)))
-
-    __setitem__ = put
-    __delitem__ = delete
-
-    def __len__(self) -> int:
-        return len(self._mutations)
-
-    def _check(self) -> None:
-        if self._done:
-            raise error("batch already applied or discarded")
-
-    def commit(self) -> None:
-        self._check()
-        self._done = True
-        if self._mutations:
-            self._client._call(self._client._stub.Batch, pb.BatchRequest(mutations=self._mutations))
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self._done = True
 
 
 def connect(target: str, token: str | None = None, *, timeout: float = 10.0) -> Client:
