@@ -1,5 +1,5 @@
 """Sorted string tables: immutable on-disk runs of entries with a bloom filter, a hash index, a block
-index and a shared cache of decoded blocks. Byte layout: format.py (file), block.py, bloom.py, hash_index.py.
+index and a shared block cache. Byte layout: format.py (file), block.py, bloom.py, hash_index.py.
 """
 
 from __future__ import annotations

@@ -38,6 +38,8 @@ KIND_LARGE = 2
 
 _U32 = struct.Struct("<I")
 TAG = struct.Struct("<Q")
+_unpack_u32 = _U32.unpack_from
+_unpack_tag = TAG.unpack_from
 LARGE_REF = struct.Struct("<QQ")
 
 
@@ -133,15 +135,15 @@ def find_in_block(
     beyond the key. Lengths that do not fit raise `CorruptionError` naming ``path``.
     """
     try:
-        (num_restarts,) = _U32.unpack_from(raw, size - 4)
+        (num_restarts,) = _unpack_u32(raw, size - 4 if size >= 4 else len(raw))
         limit = size - 4 - 4 * num_restarts
-        if num_restarts == 0 or limit <= 0 or size < 4:
+        if num_restarts == 0 or limit <= 0:
             raise CorruptionError("data block restart array does not fit", path)
         if restart < 0:
             restart = _search_restarts(raw, limit, num_restarts, key, path)
         elif restart >= num_restarts:
             raise CorruptionError(f"restart point {restart} of a block with {num_restarts}", path)
-        (pos,) = _U32.unpack_from(raw, limit + 4 * restart)
+        (pos,) = _unpack_u32(raw, limit + 4 * restart)
         prev = b""
         while pos < limit:
             shared = raw[pos]
@@ -168,10 +170,12 @@ def find_in_block(
                 continue
             if prev != key:
                 return None
-            (tag,) = TAG.unpack_from(raw, kend)
+            (tag,) = _unpack_tag(raw, kend)
             if -(tag >> 2) >= read_negseq:
                 if pos > limit:
                     break
+                if tag & 3 == KIND_VALUE:
+                    return (key, -(tag >> 2), raw[kend + 8 : pos])
                 return _entry(key, tag, raw, kend + 8, vlen, path)
         if pos != limit:
             raise CorruptionError("data block entries overrun the restart array", path)
@@ -182,7 +186,7 @@ def find_in_block(
 
 def _search_restarts(raw: bytes, limit: int, num_restarts: int, key: bytes, path: str) -> int:
     """The last restart point whose key is below ``key`` (0 if none): the key's first entry is in its run."""
-    offsets = _U32.unpack_from
+    offsets = _unpack_u32
     lo, hi = 0, num_restarts
     while lo < hi:
         mid = (lo + hi) >> 1

@@ -12,7 +12,7 @@ here) or the *slot* ``block × stride + restart`` of the restart interval holdin
 first key (in table order) that hashes there; ``stride`` is the largest number of restart points of any
 data block. So a bucket is a hint, not a proof: when the key is not found from the slot, the reader falls
 back to binary searches of the index's last keys and of the block's restart points. (Keeping the first key
-rather than marking collisions sends ~26 % of present keys to the fallback instead of ~45 %.)
+rather than marking collisions sends 21–37 % of present keys to the fallback instead of 39–63 %.)
 Width 2 is used while ``blocks × stride`` is at most 65 534, 4 beyond.
 """
 

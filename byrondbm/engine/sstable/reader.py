@@ -1,8 +1,9 @@
 """TableReader: point lookups, range iteration and verification of one table file (layout: format.py).
 
 Opening reads and checks the footer, properties, index, filter and hash index and keeps them in memory
-(~ last keys + 60 bytes a block, bits_per_key/8 + 2..8 bytes a key). Data blocks are read with `os.pread`
-on demand, CRC-checked, decoded once and shared through the `BlockCache`.
+(the last keys + ~12 bytes a block, bits_per_key/8 + 2..8 bytes a key). Data blocks are read with
+`os.pread` on demand and CRC-checked; a point lookup decodes only the entries from a restart point to its
+key, and caches the block's bytes; an iterator decodes whole blocks and caches them decoded.
 
 The file descriptor lives as long as the reader: `close()` or, failing that, garbage collection closes it
 (`weakref.finalize`). The engine may unlink the file earlier; POSIX keeps it readable while open.
