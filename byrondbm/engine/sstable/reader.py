@@ -127,7 +127,9 @@ class TableReader:
     def get(self, key: bytes, hashes: tuple[int, int], read_negseq: int) -> Entry | None:
         """The newest entry of ``key`` with ``negseq >= read_negseq``, a tombstone included, or None.
 
-        Cost when the block is cached: bloom probes, one hash bucket, one cache hit, one dict lookup.
+        Cost: bloom probes, one hash bucket, one cache probe, then the entries from a restart point to the
+        key (at most RESTART_INTERVAL when the bucket's slot is exact, else after two binary searches); on
+        a cache miss one pread + CRC of the block, whose bytes are then cached.
         """
         if self._closed:
             raise error(f"table {self.path} is closed")
