@@ -34,6 +34,7 @@ from .engine import Engine, _DirLock
 from .fileio import read_file, sync_dir
 from .manifest import FileMeta, ManifestState, ManifestWriter, load as load_manifest
 from .records import Entry, decode_batch
+from .sstable import TableWriter
 from .sstable.block import LargeValue, decode_block, decode_index
 from .sstable.format import (BLOCK_CHUNK, BLOCK_DATA, BLOCK_INDEX, CHUNK_SIZE, FOOTER_SIZE, TRAILER_SIZE,
                              decode_footer, read_block, read_exact, run_size, verify_trailer)
@@ -234,8 +235,6 @@ class _Salvage:
 
         Returns ``(live keys, metas of the tables, highest sequence seen, first unused file number)``.
         """
-        from .sstable import TableWriter
-
         number = self.highest_number
         metas: list[FileMeta] = []
         kept = max_seq = 0
@@ -277,7 +276,7 @@ def _order(entry: Entry) -> tuple[bytes, int]:
     return entry[0], entry[1]
 
 
-def _finish(writer: Any, tmp: str, number: int) -> FileMeta:
+def _finish(writer: TableWriter, tmp: str, number: int) -> FileMeta:
     p = writer.finish()
     final = filenames.path(os.path.dirname(tmp), filenames.table_name(number))
     os.replace(tmp, final)
