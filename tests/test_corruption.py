@@ -36,3 +36,30 @@ def test_judge_rejects_invented_data(tmp_path) -> None:
         db[b"invented"] = b"value"
     assert corruption_sweep.read_outcome(other, ref)[0] == "wrong"
     assert corruption_sweep.read_outcome(ref.path, ref) == ("correct", "full")
+
+
+def test_random_bytes_in_place_of_each_file(tmp_path) -> None:
+    """Any file replaced by arbitrary bytes (hypothesis): a clean error or correct data, never a crash."""
+    import shutil
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    ref = corruption_sweep.Reference(str(tmp_path / "ref"), seed=4, ops=200)
+    case = str(tmp_path / "case")
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(name=st.sampled_from(ref.files), data=st.binary(max_size=2000), keep=st.integers(0, 4000))
+    def damaged(name: str, data: bytes, keep: int) -> None:
+        if os.path.exists(case):
+            shutil.rmtree(case)
+        shutil.copytree(ref.path, case)
+        target = os.path.join(case, name)
+        with open(target, "rb") as f:
+            original = f.read()
+        with open(target, "wb") as f:
+            f.write(original[:keep] + data)  # a prefix of the real file, then garbage
+        outcome, detail = corruption_sweep.read_outcome(case, ref)
+        assert outcome != "wrong", f"{name}: {detail}"
+
+    damaged()
