@@ -190,13 +190,17 @@ def model_find(entries: list, key: bytes, read_negseq: int) -> object:
 )
 def test_partial_decode_agrees_with_full_decode(raw_entries: list, other: bytes) -> None:
     """From any restart point at or before a key's first entry, and from a binary search of the restart
-    points, a point lookup answers what the fully decoded block says, versions and tombstones included."""
+    points, a point lookup answers what the fully decoded block says, versions and tombstones included;
+    a seek's partial decode holds every entry from the key on."""
     entries = sorted((k, -s, v) for k, s, v in raw_entries)
     contents = build(entries)
     raw = contents + b"\x01\x00\x00\x00\x00"
     assert decode_block(raw, len(contents), "blk")[0] == entries
     keys = [e[0] for e in entries]
     for key in {*keys, other}:
+        part = decode_block(raw, len(contents), "blk", key)[0]  # what a seek decodes
+        assert part == entries[len(entries) - len(part) :]
+        assert bisect_left(entries, (key,)) >= len(entries) - len(part)
         first = bisect_left(keys, key)
         for read_negseq in (-100, -20, -1, 0):
             expected = model_find(entries, key, read_negseq)

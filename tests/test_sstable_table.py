@@ -205,19 +205,20 @@ def test_gets_agree_over_uncached_byte_cached_and_decoded_blocks(tmp_path: Path,
         path.unlink()
 
 
-def test_cache_holds_bytes_for_lookups_and_decoded_blocks_for_iterators(tmp_path: Path) -> None:
+def test_cache_holds_bytes_for_lookups_and_seeks_and_decoded_blocks_for_scans(tmp_path: Path) -> None:
     entries = [(b"%05d" % i, -1, b"v" * 50) for i in range(2000)]
     write_table(tmp_path / "t.sst", entries)
     cache = BlockCache(1 << 24)
     reader = TableReader(str(tmp_path / "t.sst"), 1, cache)
     assert reader.get(b"00100", key_hashes(b"00100"), LATEST) == entries[100]
     assert len(cache) == 1
-    (item,) = cache._map.values()
-    raw = item[0]
-    assert isinstance(raw, bytes) and item[1] == cache.charge == raw_charge(len(raw))
-    assert list(reader.iter(b"00100", b"00101")) == [entries[100]]
-    (item,) = cache._map.values()
-    assert isinstance(item[0], tuple) and item[1] == cache.charge == decoded_charge(len(raw) - 5, len(item[0][0]))
+    ((key, (raw, charge)),) = cache._map.items()
+    assert isinstance(raw, bytes) and charge == cache.charge == raw_charge(len(raw))
+    assert list(reader.iter(b"00100", b"00101")) == [entries[100]]  # a seek decodes part of the block
+    assert cache._map[key][0] is raw
+    assert list(reader.iter(None, b"00101")) == entries[:101]  # a scan from the start decodes it all
+    decoded, charge = cache._map[key]
+    assert isinstance(decoded, tuple) and charge == decoded_charge(len(raw) - 5, len(decoded[0]))
     assert reader.get(b"00100", key_hashes(b"00100"), LATEST) == entries[100]
     reader.close()
 

@@ -57,8 +57,9 @@ DecodedBlock = tuple[list[BlockEntry], bool]
 resolve. The block cache holds these for blocks iterators read (point lookups bisect the entries)."""
 
 
-def decode_block(raw: bytes, size: int, path: str) -> DecodedBlock:
-    """Decode the data block held in ``raw[:size]`` (already CRC-checked).
+def decode_block(raw: bytes, size: int, path: str, from_key: bytes | None = None) -> DecodedBlock:
+    """Decode the data block held in ``raw[:size]`` (already CRC-checked); with ``from_key``, only from
+    the last restart point below it (every entry ``>= (from_key,)`` included), as a seek needs.
 
     Cost: O(entries) Python steps, one slice per key suffix and value, no copy of the whole block.
     Lengths that do not fit raise `CorruptionError`, never `IndexError`/`struct.error`.
@@ -70,12 +71,15 @@ def decode_block(raw: bytes, size: int, path: str) -> DecodedBlock:
         limit = size - 4 - 4 * num_restarts
         if num_restarts == 0 or limit <= 0:
             raise CorruptionError("data block restart array does not fit", path)
+        pos = 0
+        if from_key is not None:
+            restart = _search_restarts(raw, limit, num_restarts, from_key, path)
+            (pos,) = _unpack_u32(raw, limit + 4 * restart)
         entries: list[BlockEntry] = []
         append = entries.append
         unpack_tag = TAG.unpack_from
         has_large = False
         prev = b""
-        pos = 0
         while pos < limit:
             shared = raw[pos]
             unshared = raw[pos + 1]
