@@ -29,7 +29,7 @@ def test_key_hashes_is_unsigned_mmh3_x64() -> None:
 
 
 def test_probe_count_formula() -> None:
-    assert probe_count(10) == 7
+    assert probe_count(10) == 5
     assert probe_count(1) == 1
     assert probe_count(5) == 3
     assert probe_count(64) == 30
@@ -39,7 +39,7 @@ def test_no_false_negatives_and_false_positive_rate() -> None:
     rng = random.Random(7)
     present = [rng.randbytes(rng.randint(1, 24)) for _ in range(20_000)]
     bloom = make_filter(present, 10)
-    assert bloom.probes == 7
+    assert bloom.probes == 5
     assert all(bloom.may_contain(key_hashes(k)) for k in present)
     present_set = set(present)
     absent = [k for k in (b"absent-%d" % i for i in range(100_000)) if k not in present_set]

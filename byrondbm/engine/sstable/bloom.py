@@ -8,12 +8,13 @@ Filter block contents::
 probes of a key are ``(h1 + i * h2) mod m`` for ``i in range(k)`` (double hashing), where
 ``(h1, h2) = key_hashes(key)``, the 128-bit MurmurHash3 x64 of the key as two unsigned 64-bit halves.
 ``m`` is ``bits_per_key × distinct keys`` rounded up to a whole byte (at least 64) and
-``k = round(bits_per_key × ln 2)`` clamped to [1, 30]: 10 bits a key gives k = 7, about 1 % false positives.
+``k = ceil(bits_per_key / 2)`` clamped to [1, 30]: 10 bits a key gives k = 5 and 0.95 % false positives
+(measured), where the optimal k = 7 gives 0.81 % for 40 % more probes (each ~0.1 µs to build, and to check
+for a present key). The reader takes k from the block, so either works.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import mmh3
@@ -29,7 +30,7 @@ def key_hashes(key: bytes) -> tuple[int, int]:
 
 
 def probe_count(bits_per_key: int) -> int:
-    return min(MAX_PROBES, max(1, round(bits_per_key * math.log(2))))
+    return min(MAX_PROBES, max(1, -(-bits_per_key // 2)))
 
 
 def build_filter(h1s: Sequence[int], h2s: Sequence[int], bits_per_key: int) -> bytes:
