@@ -18,17 +18,20 @@ A power cut after any prefix of the journal leaves (variants, chosen at random f
 
 For each such directory the database must open (read-only, then writable), hold exactly the state after
 the last acknowledged write or after the one write in flight, pass ``_check()``/``check()`` and take a
-write. The file-system model assumes appends and renames are atomic per call and that a file's fsync'ed
+write. With ``--threads N``, N writer threads (each with its own keys) write at once, so their writes
+share fsyncs (group commit), and each thread's keys are checked against that thread's acknowledgements. The file-system model assumes appends and renames are atomic per call and that a file's fsync'ed
 bytes survive — what POSIX file systems in their default modes provide.
 
 Usage::
 
     python scripts/powerloss.py --ops 2000 --cuts 1500 --seed 1
+    python scripts/powerloss.py --ops 500 --cuts 400 --threads 4 --seed 1
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import pickle
@@ -81,9 +84,9 @@ class Recorder:
         for name, fn in self._real.items():
             setattr(os, name, fn)
 
-    def ack(self, n: int) -> None:
+    def ack(self, thread: int, n: int) -> None:
         with self._lock:
-            self.journal.append(("ack", n))
+            self.journal.append(("ack", thread, n))
 
     def _open(self, path: Any, flags: int, mode: int = 0o777, **kw: Any) -> int:
         rel = self._rel(path)
@@ -150,8 +153,21 @@ class Recorder:
                 self.journal.append(("unlink", rel))
 
 
-def record(path: str, seed: int, ops: int, keys: int, out: str, skip_log_fsync: bool = False) -> None:
-    """Child: perform ``ops`` operations on ``path`` in 's' mode, journaling the file system calls.
+def prefixed(op: tuple, prefix: bytes) -> tuple:
+    """``op`` on keys with ``prefix`` (each writer thread has its own key space)."""
+    if op[0] == "batch":
+        return ("batch", [(prefix + k, v) for k, v in op[1]])
+    return (op[0], prefix + op[1], *op[2:])
+
+
+def stream_seed(seed: int, thread: int) -> int:
+    return seed * 1000 + thread
+
+
+def record(path: str, seed: int, ops: int, keys: int, out: str, skip_log_fsync: bool = False,
+           threads: int = 1) -> None:
+    """Child: ``threads`` writer threads each perform ``ops`` operations on ``path`` in 's' mode (so
+    concurrent writers share fsyncs: group commit), journaling the file system calls and acknowledgements.
 
     ``skip_log_fsync`` breaks the engine on purpose (the log is never fsync'ed), so the self-test can show
     that the emulation catches a database that acknowledges writes it has not made durable."""
@@ -163,9 +179,17 @@ def record(path: str, seed: int, ops: int, keys: int, out: str, skip_log_fsync: 
     rec.install()
     try:
         db = byrondbm.open(path, "ws", **SMALL_OPTIONS)
-        for i in range(ops):
-            perform(db, make_op(seed, i, keys))
-            rec.ack(i + 1)
+
+        def writer(t: int) -> None:
+            for i in range(ops):
+                perform(db, prefixed(make_op(stream_seed(seed, t), i, keys), b"%d/" % t))
+                rec.ack(t, i + 1)
+
+        workers = [threading.Thread(target=writer, args=(t,)) for t in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
         db.close()
     finally:
         rec.uninstall()
@@ -191,12 +215,12 @@ class ModelFS:
         self.entries = {name: Inode(data) for name, data in baseline.items()}
         self.durable_entries = dict(self.entries)
         self.fds: dict[int, list] = {}
-        self.acked = 0
+        self.acked: dict[int, int] = collections.defaultdict(int)  # writer thread -> operations acknowledged
 
     def apply(self, event: tuple) -> None:
         kind = event[0]
         if kind == "ack":
-            self.acked = event[1]
+            self.acked[event[1]] = event[2]
         elif kind == "open":
             _, fd, name, flags = event
             inode = self.entries.get(name)
@@ -251,8 +275,10 @@ class ModelFS:
 # ---------------------------------------------------------------- the parent
 
 
-def powerloss(workdir: str, seed: int, ops: int, cuts: int, keys: int = 200, skip_log_fsync: bool = False) -> dict:
-    """Record one run of ``ops`` writes, then check ``cuts`` power cuts at random points of it."""
+def powerloss(workdir: str, seed: int, ops: int, cuts: int, keys: int = 200, skip_log_fsync: bool = False,
+              threads: int = 1) -> dict:
+    """Record one run of ``ops`` writes by each of ``threads`` threads, then check ``cuts`` power cuts at
+    random points of it."""
     rng = random.Random(seed)
     db_path = os.path.join(workdir, "db")
     byrondbm.open(db_path, "c", **SMALL_OPTIONS).close()
@@ -263,7 +289,7 @@ def powerloss(workdir: str, seed: int, ops: int, cuts: int, keys: int = 200, ski
     journal_path = os.path.join(workdir, "journal.pickle")
     subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--record", db_path, str(seed), str(ops), str(keys), journal_path,
-         "1" if skip_log_fsync else "0"],
+         "1" if skip_log_fsync else "0", str(threads)],
         check=True,
         env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")},
     )
@@ -271,9 +297,9 @@ def powerloss(workdir: str, seed: int, ops: int, cuts: int, keys: int = 200, ski
         journal = pickle.load(f)
     points = sorted(rng.sample(range(len(journal) + 1), min(cuts, len(journal) + 1)))
     fs = ModelFS(baseline)
-    stream = Stream(seed, keys)
+    streams = [Stream(stream_seed(seed, t), keys) for t in range(threads)]
     done = 0
-    summary = {"seed": seed, "ops": ops, "journal_events": len(journal),
+    summary = {"seed": seed, "ops": ops * threads, "threads": threads, "journal_events": len(journal),
                "fsyncs": sum(1 for e in journal if e[0] in ("fsync", "fsyncdir")),
                "cuts": 0, "acknowledged_ops_checked": 0, "variants": dict.fromkeys(VARIANTS, 0)}
     for point in points:
@@ -281,22 +307,24 @@ def powerloss(workdir: str, seed: int, ops: int, cuts: int, keys: int = 200, ski
             fs.apply(journal[done])
             done += 1
         variant = rng.choice(VARIANTS)
-        check_image(os.path.join(workdir, "cut"), fs.crash_image(variant, rng), stream, fs.acked, variant, point)
+        check_image(os.path.join(workdir, "cut"), fs.crash_image(variant, rng), streams, fs.acked, variant, point)
         summary["cuts"] += 1
-        summary["acknowledged_ops_checked"] += fs.acked
+        summary["acknowledged_ops_checked"] += sum(fs.acked.values())
         summary["variants"][variant] += 1
     return summary
 
 
-def check_image(path: str, image: dict[str, bytes], stream: Stream, acked: int, variant: str, point: int) -> None:
-    """Write ``image`` as a directory and check it holds the acknowledged state (or one write more)."""
+def check_image(path: str, image: dict[str, bytes], streams: list[Stream], acked: dict[int, int], variant: str,
+                point: int) -> None:
+    """Write ``image`` as a directory and check that each writer's keys hold its acknowledged state (or one
+    write more: the one it had in flight)."""
     if os.path.exists(path):
         shutil.rmtree(path)
     os.mkdir(path)
     for name, content in image.items():
         with open(os.path.join(path, name), "wb") as f:
             f.write(content)
-    where = f"power cut ({variant}) after journal event {point}, {acked} writes acknowledged"
+    where = f"power cut ({variant}) after journal event {point}, writes acknowledged per thread {dict(acked)}"
     if "CURRENT" not in image:
         raise AssertionError(f"{where}: CURRENT is gone")
     try:
@@ -304,11 +332,19 @@ def check_image(path: str, image: dict[str, bytes], stream: Stream, acked: int, 
             contents = read_all(db)
     except byrondbm.error as e:
         raise AssertionError(f"{where}: the database does not open: {e}") from e
-    stream.advance(acked)
-    expected = dict(stream.model)
-    if stream.match(contents, acked, acked + 1) is None:
-        raise AssertionError(f"{where}: {diff(expected, contents)}")
-    stream.done, stream.model = acked, expected  # later cuts start from the acknowledged state again
+    for t, stream in enumerate(streams):
+        prefix = b"%d/" % t
+        mine = {k[len(prefix) :]: v for k, v in contents.items() if k.startswith(prefix)}
+        n = acked[t]
+        stream.advance(n)
+        expected = dict(stream.model)
+        if stream.match(mine, n, n + 1) is None:
+            raise AssertionError(f"{where}: thread {t}: {diff(expected, mine)}")
+        stream.done, stream.model = n, expected  # later cuts start from the acknowledged state again
+    prefixes = tuple(b"%d/" % t for t in range(len(streams)))
+    stray = [k for k in contents if not k.startswith(prefixes)]
+    if stray:
+        raise AssertionError(f"{where}: keys no writer wrote: {stray[:3]!r}")
     with byrondbm.open(path, "w", **SMALL_OPTIONS) as db:
         verify_usable(db)
 
@@ -316,21 +352,22 @@ def check_image(path: str, image: dict[str, bytes], stream: Stream, acked: int, 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--record":
-        path, seed, ops, keys, out, skip = argv[1:]
-        record(path, int(seed), int(ops), int(keys), out, skip == "1")
+        path, seed, ops, keys, out, skip, threads = argv[1:]
+        record(path, int(seed), int(ops), int(keys), out, skip == "1", int(threads))
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ops", type=int, default=1000)
     p.add_argument("--cuts", type=int, default=500)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--runs", type=int, default=1, help="independent recorded runs (seeds seed, seed+1, ...)")
+    p.add_argument("--threads", type=int, default=1, help="writer threads in each run (group commit)")
     args = p.parse_args(argv)
     totals: dict[str, Any] = {"runs": 0, "cuts": 0, "acknowledged_ops_checked": 0, "journal_events": 0, "fsyncs": 0}
     started = time.monotonic()
     for run in range(args.runs):
         workdir = tempfile.mkdtemp(prefix="byrondbm-powerloss-")
         try:
-            summary = powerloss(workdir, args.seed + run, args.ops, args.cuts)
+            summary = powerloss(workdir, args.seed + run, args.ops, args.cuts, threads=args.threads)
         except AssertionError as e:
             print(json.dumps({"seed": args.seed + run, "failed": str(e), "kept": workdir}))
             return 1

@@ -23,6 +23,13 @@ def test_power_cuts_lose_nothing_acknowledged(tmp_path) -> None:
 
 
 @pytest.mark.slow
+def test_power_cuts_with_group_commit(tmp_path) -> None:
+    """Four writer threads share fsyncs; a cut anywhere keeps every thread's acknowledged writes."""
+    summary = powerloss.powerloss(str(tmp_path), seed=8, ops=80, cuts=50, threads=4)
+    assert summary["cuts"] == 50 and summary["threads"] == 4
+
+
+@pytest.mark.slow
 def test_emulation_catches_a_database_that_skips_fsync(tmp_path) -> None:
     with pytest.raises(AssertionError, match="power cut"):
         powerloss.powerloss(str(tmp_path), seed=6, ops=150, cuts=60, skip_log_fsync=True)
