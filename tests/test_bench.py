@@ -10,16 +10,26 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
-import byrondbm.bench as bench
+from byrondbm import bench
 from byrondbm.bench import baselines, report
 from byrondbm.bench.__main__ import main
 from byrondbm.bench.baselines import Engine, Handle
 from byrondbm.bench.workloads import (
-    ROWS, SEEK_OPS, SYNC_OPS, WORKLOADS, Context, KeySpace, Measurement, Skipped, rows_for, run_engine, run_scale,
+    ROWS,
+    SEEK_OPS,
+    SYNC_OPS,
+    WORKLOADS,
+    Context,
+    KeySpace,
+    Measurement,
+    Skipped,
+    rows_for,
+    run_engine,
+    run_scale,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,7 +108,7 @@ class DictEngine(Engine):
     module = "collections"
     thread_safe = True
 
-    def __init__(self, fault: Optional[str] = None) -> None:
+    def __init__(self, fault: str | None = None) -> None:
         self.fault = fault
 
     def _open(self, path: str, sync: bool) -> Handle:
@@ -113,7 +123,7 @@ class DictEngine(Engine):
                 v = v[::-1]
             data[k] = v
 
-        def get(k: bytes) -> Optional[bytes]:
+        def get(k: bytes) -> bytes | None:
             v = data.get(k)
             if fault == "get" and v is not None and k.endswith(b"00"):
                 return v + b"!"

@@ -22,7 +22,14 @@ from typing import Any
 from byrondbm.bench import report
 from byrondbm.bench.baselines import ENGINES
 from byrondbm.bench.workloads import (
-    KEY_SIZE, WORKLOADS, Context, EngineRun, KeySpace, rows_for, run_engine, run_scale,
+    KEY_SIZE,
+    WORKLOADS,
+    Context,
+    EngineRun,
+    KeySpace,
+    rows_for,
+    run_engine,
+    run_scale,
 )
 
 SCALE_KEYS = 10_000_000

@@ -22,7 +22,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import closing, suppress
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 Pair = tuple[bytes, bytes]
 BATCH_SIZE = 1000
@@ -34,21 +34,21 @@ class Handle:
     """One open store. Each operation is a plain callable; `None` marks one the engine lacks."""
 
     put: Callable[[bytes, bytes], Any]
-    get: Callable[[bytes], Optional[bytes]]
+    get: Callable[[bytes], bytes | None]
     """Returns the value, or None for an absent key."""
     delete: Callable[[bytes], Any]
     items: Callable[[], Iterable[Pair]]
     """Every (key, value) pair; in ascending key order when `ordered`, else in the engine's own order."""
     ordered: bool
-    seek: Optional[Callable[[bytes], Iterator[Pair]]]
+    seek: Callable[[bytes], Iterator[Pair]] | None
     """Pairs from the first key >= the argument on, in key order (lazy)."""
-    batch: Optional[Callable[[list[Pair]], Any]]
+    batch: Callable[[list[Pair]], Any] | None
     """Applies a list of puts at once, atomically where the engine supports that."""
-    compact: Optional[Callable[[], Any]]
+    compact: Callable[[], Any] | None
     count: Callable[[], int]
     close: Callable[[], Any]
-    stats: Optional[Callable[[], dict[str, Any]]] = None
-    bulk: Optional[Callable[[list[Pair]], Any]] = None
+    stats: Callable[[], dict[str, Any]] | None = None
+    bulk: Callable[[list[Pair]], Any] | None = None
     """Fastest way to write a list of pairs, for untimed preloads only; `batch` when None."""
 
     def load(self, pairs: Iterable[Pair]) -> None:
@@ -84,7 +84,7 @@ class Engine:
     notes: ClassVar[dict[str, str]] = {}
     """Workload name -> how this engine runs it, where that differs from the obvious."""
 
-    def unavailable(self) -> Optional[str]:
+    def unavailable(self) -> str | None:
         """None when the engine can run here, else why not."""
         try:
             importlib.import_module(self.module)
@@ -106,10 +106,10 @@ class Engine:
         raise NotImplementedError
 
 
-def _get_or_none(getitem: Callable[[bytes], bytes]) -> Callable[[bytes], Optional[bytes]]:
+def _get_or_none(getitem: Callable[[bytes], bytes]) -> Callable[[bytes], bytes | None]:
     """A `get` for mappings that only raise KeyError (one extra Python frame per call)."""
 
-    def get(key: bytes) -> Optional[bytes]:
+    def get(key: bytes) -> bytes | None:
         try:
             return getitem(key)
         except KeyError:
@@ -123,7 +123,7 @@ class Byrondbm(Engine):
     module = "byrondbm"
     thread_safe = True
 
-    def unavailable(self) -> Optional[str]:
+    def unavailable(self) -> str | None:
         reason = super().unavailable()
         if reason is None and not hasattr(importlib.import_module("byrondbm"), "open"):
             reason = "byrondbm.open() does not exist yet"
@@ -172,7 +172,7 @@ class DbmDumb(Engine):
         os.mkdir(path)
         db = dbm.dumb.open(os.path.join(path, "db"), "n")
         return Handle(
-            put=db.__setitem__, get=db.get, delete=db.__delitem__, items=db.items, ordered=False,
+            put=db.__setitem__, get=db.get, delete=db.__delitem__, items=db.items, ordered=False,  # type: ignore[arg-type]
             seek=None, batch=None, compact=None, count=db.__len__, close=db.close,
         )
 
@@ -292,7 +292,7 @@ class Semidbm(Engine):
     }
 
     def _open(self, path: str, sync: bool) -> Handle:
-        import semidbm
+        import semidbm  # type: ignore[import-untyped]
 
         db = semidbm.open(path, "c")  # "n" would make compact() wipe the data (semidbm 0.5.1)
         getitem = db.__getitem__
@@ -327,7 +327,7 @@ class Lmdb(Engine):
             with begin(write=True) as txn:
                 txn.put(key, value)
 
-        def get(key: bytes) -> Optional[bytes]:
+        def get(key: bytes) -> bytes | None:
             with begin() as txn:
                 return txn.get(key)
 
@@ -362,7 +362,7 @@ class Plyvel(Engine):
     notes = {"*": "LevelDB with plyvel's defaults (no bloom filter, 8 MiB block cache, snappy)"}
 
     def _open(self, path: str, sync: bool) -> Handle:
-        import plyvel
+        import plyvel  # type: ignore[import-untyped]
 
         db = plyvel.DB(path, create_if_missing=True, error_if_exists=True)
 
@@ -403,8 +403,8 @@ class Rocksdict(Engine):
             db.write(wb)
 
         return Handle(
-            put=db.put, get=db.get, delete=db.delete, items=db.items, ordered=True,
-            seek=lambda key: db.items(from_key=key), batch=batch,
+            put=db.put, get=db.get, delete=db.delete, items=db.items, ordered=True,  # type: ignore[arg-type]
+            seek=lambda key: db.items(from_key=key), batch=batch,  # type: ignore[arg-type,return-value]
             compact=lambda: db.compact_range(None, None), count=lambda: sum(1 for _ in db.keys()),
             close=db.close,
         )

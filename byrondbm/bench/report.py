@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from collections.abc import Iterable, Sequence
-from typing import Any, Optional
+from typing import Any
 
 from byrondbm.bench.baselines import Engine
 from byrondbm.bench.workloads import EngineRun, Measurement, Skipped
@@ -22,16 +22,16 @@ REFERENCE = "byrondbm"
 class RowResult:
     status: str
     """"ok", "n/a" or "error"."""
-    ops: Optional[int] = None
-    ops_per_sec: Optional[float] = None
+    ops: int | None = None
+    ops_per_sec: float | None = None
     """Median over the repeats."""
     samples: list[float] = dataclasses.field(default_factory=list)
-    cpu_us_per_op: Optional[float] = None
+    cpu_us_per_op: float | None = None
     """Median process CPU time per operation (see Measurement.cpu_seconds)."""
     reason: str = ""
 
     @property
-    def cpu_ops_per_sec(self) -> Optional[float]:
+    def cpu_ops_per_sec(self) -> float | None:
         """Operations per second of process CPU time: a throughput that other jobs on the machine skew less."""
         return 1e6 / self.cpu_us_per_op if self.cpu_us_per_op else None
 
@@ -54,7 +54,7 @@ def summarize(runs: Sequence[EngineRun], rows: Iterable[str]) -> dict[str, RowRe
     return out
 
 
-def ratios(results: dict[str, dict[str, RowResult]], cpu: bool = False) -> dict[str, dict[str, Optional[float]]]:
+def ratios(results: dict[str, dict[str, RowResult]], cpu: bool = False) -> dict[str, dict[str, float | None]]:
     """engine -> row -> byrondbm's ops/s ÷ the engine's (of CPU time with `cpu`; None where one is missing)."""
     ours = results.get(REFERENCE, {})
     return {
@@ -63,7 +63,7 @@ def ratios(results: dict[str, dict[str, RowResult]], cpu: bool = False) -> dict[
     }
 
 
-def _ratio(a: Optional[RowResult], b: Optional[RowResult], cpu: bool = False) -> Optional[float]:
+def _ratio(a: RowResult | None, b: RowResult | None, cpu: bool = False) -> float | None:
     if a is None or b is None:
         return None
     x, y = (a.cpu_ops_per_sec, b.cpu_ops_per_sec) if cpu else (a.ops_per_sec, b.ops_per_sec)
@@ -124,7 +124,7 @@ def human(ops_per_sec: float) -> str:
     return f"{ops_per_sec:.0f}"
 
 
-def _cell(r: Optional[RowResult]) -> str:
+def _cell(r: RowResult | None) -> str:
     if r is None:
         return "-"
     if r.status == "ok" and r.ops_per_sec is not None:
@@ -132,11 +132,11 @@ def _cell(r: Optional[RowResult]) -> str:
     return "n/a" if r.status == "n/a" else "ERROR"
 
 
-def _times(ratio: Optional[float]) -> str:
+def _times(ratio: float | None) -> str:
     return f"{ratio:.2f}×" if ratio else "-"
 
 
-def _cpu_cell(r: Optional[RowResult]) -> str:
+def _cpu_cell(r: RowResult | None) -> str:
     if r is None or r.status != "ok" or r.cpu_us_per_op is None:
         return _cell(r)
     return f"{r.cpu_us_per_op:.1f}"

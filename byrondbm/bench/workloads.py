@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
-from typing import Any, Optional, TypeVar, Union
+from typing import Any, TypeVar, Union
 
 from byrondbm.bench.baselines import BATCH_SIZE, Engine, Handle
 from byrondbm.progress import Progress
@@ -145,7 +145,7 @@ class Context:
     workdir: str
     progress: bool
     """Draw progress lines on stderr (a terminal)."""
-    profiler: Optional[cProfile.Profile] = None
+    profiler: cProfile.Profile | None = None
     """Enabled inside byrondbm's timed regions only (numbers measured under it are not comparable)."""
 
     def ops(self, engine: Engine, row: str) -> int:
@@ -207,7 +207,7 @@ def _put_loop(put: Callable[[bytes, bytes], Any]) -> Callable[[tuple[list[bytes]
     return body
 
 
-def _get_loop(get: Callable[[bytes], Optional[bytes]]) -> Callable[[tuple[list[bytes], list[Any]]], tuple[int, int]]:
+def _get_loop(get: Callable[[bytes], bytes | None]) -> Callable[[tuple[list[bytes], list[Any]]], tuple[int, int]]:
     """Counts the reads that returned exactly the expected value (None for an absent key)."""
 
     def body(chunk: tuple[list[bytes], list[Any]]) -> tuple[int, int]:
@@ -479,7 +479,7 @@ def dir_bytes(path: str) -> int:
     return total
 
 
-def _not_applicable(engine: Engine, h: Handle, row: str) -> Optional[str]:
+def _not_applicable(engine: Engine, h: Handle, row: str) -> str | None:
     if row.startswith("fillsync") and not engine.has_sync:
         return "no synchronous write mode"
     if row == "fillsync_8t" and not engine.thread_safe:
@@ -540,7 +540,7 @@ def _run_shared(ctx: Context, engine: Engine, rows: list[str], run: EngineRun) -
     except Exception as exc:
         run.outcomes.update((row, _failure(exc)) for row in rows)
         return
-    failed: Optional[str] = None
+    failed: str | None = None
     try:
         key, value = ctx.space.key, ctx.space.value
         with phase(ctx, f"{engine.name} load {ctx.n:,} keys (untimed)"):
@@ -590,7 +590,7 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _rss_mib() -> Optional[float]:
+def _rss_mib() -> float | None:
     """Resident set size now (Linux /proc; None elsewhere)."""
     try:
         with open("/proc/self/statm") as f:
