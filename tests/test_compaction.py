@@ -95,3 +95,36 @@ def test_full_compaction_reclaims_deleted_space(path):
         after = sum(os.path.getsize(os.path.join(path, n)) for n in os.listdir(path) if n.endswith(".sst"))
         assert len(db) == 2000
     assert after < before * 0.15, (before, after)
+
+
+def test_pick_serves_the_level_most_over_its_target():
+    """A steady stream of L0 files must not starve an oversized L1 (it would grow without bound)."""
+    from types import SimpleNamespace
+
+    from byrondbm.engine.version import MAX_LEVELS
+    from byrondbm.options import Options
+
+    def table(lo: bytes, hi: bytes, size: int):
+        return SimpleNamespace(smallest=lo, largest=hi, number=id(lo), properties=SimpleNamespace(file_size=size))
+
+    class FakeVersion:
+        def __init__(self, levels):
+            self.levels = levels
+
+        def level_bytes(self, level):
+            return sum(t.properties.file_size for t in self.levels[level])
+
+        def overlapping(self, level, lo, hi):
+            return [t for t in self.levels[level] if not (t.largest < lo or t.smallest > hi)]
+
+    o = Options(level1_size=1024 * 1024, l0_compaction_trigger=4)
+    l0 = [table(b"a", b"z", 100) for _ in range(4)]  # score 1.0
+    l1 = [table(bytes([c]), bytes([c]) + b"\xff", 1024 * 1024) for c in b"bdfhjl"]  # score 6.0
+    levels = [l0, l1] + [[] for _ in range(MAX_LEVELS - 2)]
+    c = compaction.pick(FakeVersion(levels), o, {})
+    assert c is not None and c.level == 1 and c.output_level == 2
+    levels[1] = [table(b"b", b"b\xff", 512 * 1024)]  # L1 back under its target: L0 is next
+    c = compaction.pick(FakeVersion(levels), o, {})
+    assert c is not None and c.level == 0 and len(c.inputs) == 4
+    levels[0] = l0[:3]
+    assert compaction.pick(FakeVersion(levels), o, {}) is None

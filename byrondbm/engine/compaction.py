@@ -1,9 +1,9 @@
 """Leveled compaction: which tables to merge next, and the merge that drops what no reader needs.
 
 L0 holds flushed memtables (overlapping). When it has ``l0_compaction_trigger`` files they are merged, with
-the L1 tables they overlap, into L1. Level k >= 1 may hold ``level1_size * level_ratio ** (k-1)`` bytes;
-the fullest level over its target gives one table (round robin through the level, as LevelDB's compact
-pointer) to merge with the tables it overlaps one level down. A single table with nothing to merge with is
+the L1 tables they overlap, into L1. Level k >= 1 may hold ``level1_size * level_ratio ** (k-1)`` bytes.
+The level most over its limit goes first (`pick`); a level k >= 1 gives one table (round robin through
+the level, as LevelDB's compact pointer) to merge with the tables it overlaps one level down. A single table with nothing to merge with is
 moved by a manifest edit alone. Outputs are cut near ``target_file_size``, only between keys, so tables of
 one level never share a key.
 """
@@ -42,19 +42,22 @@ def level_target(options: Options, level: int) -> float:
 
 
 def pick(version: Version, options: Options, pointers: dict[int, bytes]) -> Compaction | None:
-    """The most urgent compaction, or None when every level is within its target. O(tables)."""
+    """The most urgent compaction, or None when every level is within its target. O(tables).
+
+    As LevelDB's ``VersionSet::Finalize``: L0 scores ``files / l0_compaction_trigger``, level k >= 1 scores
+    ``bytes / target``, and the highest score of at least 1 runs. (Always serving L0 first would let L1 grow
+    without bound under a steady write load, each L0 merge rewriting all of it.)
+    """
     l0 = version.levels[0]
-    if len(l0) >= options.l0_compaction_trigger:
+    scores = [(len(l0) / options.l0_compaction_trigger, 0)]
+    scores += [(version.level_bytes(k) / level_target(options, k), k) for k in range(1, MAX_LEVELS - 1)]
+    score, best = max(scores, key=lambda s: (s[0], -s[1]))  # a tie goes to the upper level
+    if score < 1:
+        return None
+    if best == 0:
         lo = min(t.smallest for t in l0)
         hi = max(t.largest for t in l0)
         return Compaction(0, 1, list(l0), version.overlapping(1, lo, hi))
-    best, best_score = 0, 1.0
-    for level in range(1, MAX_LEVELS - 1):
-        score = version.level_bytes(level) / level_target(options, level)
-        if score >= best_score:
-            best, best_score = level, score
-    if not best:
-        return None
     tables = version.levels[best]
     pointer = pointers.get(best)
     chosen = next((t for t in tables if pointer is None or t.largest > pointer), tables[0])
