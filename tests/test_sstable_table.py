@@ -295,6 +295,52 @@ def test_writer_rejects_bad_input(tmp_path: Path) -> None:
         TableWriter(str(path), Options())
 
 
+def test_add_many_cuts_tables_between_keys_at_the_limit(tmp_path: Path) -> None:
+    """What the engine's table splitting relies on: add_many returns the first entry of a new key once
+    the table has reached the limit, so the next table starts there and no key spans two tables."""
+    rng = random.Random(11)
+    entries = random_entries(rng, 3000)
+    source = iter(entries)
+    tables: list[list[Entry]] = []
+    carry = next(source)
+    while carry is not None:
+        path = tmp_path / f"{len(tables)}.sst"
+        writer = TableWriter(str(path), Options(block_size=512))
+        writer.add(*carry)
+        carry = writer.add_many(source, 20_000)
+        if carry is not None:
+            assert writer.file_size >= 20_000 and carry[0] != writer._last_key
+        writer.finish()
+        reader = TableReader(str(path), len(tables), BlockCache(0))
+        tables.append(list(reader.iter()))
+        reader.close()
+    assert len(tables) > 3
+    assert [e for t in tables for e in t] == entries
+    assert all(a[-1][0] < b[0][0] for a, b in itertools.pairwise(tables))
+
+
+def test_add_and_add_many_mix(tmp_path: Path) -> None:
+    entries = random_entries(random.Random(12), 500)
+    writer = TableWriter(str(tmp_path / "t.sst"), Options(block_size=256))
+    for i in range(0, len(entries), 70):
+        chunk = entries[i : i + 70]
+        if i % 140:
+            assert writer.add_many(chunk) is None
+        else:
+            for entry in chunk:
+                writer.add(*entry)
+        assert writer.num_entries == min(i + 70, len(entries))
+    with pytest.raises(ValueError):
+        writer.add_many([entries[0]])  # out of order after the pending ones
+    with pytest.raises(ValueError):
+        writer.add(*entries[-1])
+    props = writer.finish()
+    assert props.num_entries == len(entries)
+    reader = TableReader(str(tmp_path / "t.sst"), 1, BlockCache(0))
+    assert list(reader.iter()) == entries and reader.check() == len(entries)
+    reader.close()
+
+
 def test_writer_file_size_and_mode(tmp_path: Path) -> None:
     path = tmp_path / "t.sst"
     writer = TableWriter(str(path), Options(), mode=0o600)
