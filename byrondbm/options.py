@@ -21,8 +21,8 @@ class Options:
     """Target uncompressed size of an SSTable data block."""
     bloom_bits_per_key: int = 10
     """Bloom filter bits per key (10 gives ~1% false positives); 0 writes no filter."""
-    block_cache_size: int = 8 * MiB
-    """Bytes of decoded data blocks kept in the shared LRU cache; 0 disables the cache."""
+    block_cache_size: int = 32 * MiB
+    """Bytes of memory (measured, not on-disk size) the shared LRU block cache may hold; 0 disables it."""
     target_file_size: int = 4 * MiB
     """Size at which a compaction starts a new output table."""
     level_ratio: int = 10

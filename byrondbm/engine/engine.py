@@ -741,32 +741,19 @@ class Engine:
         """Write ``entries`` into one table (``number``, or a new one), or with ``split`` into several cut
         near ``target_file_size`` between keys (so tables of a level never share a key). Each is written
         under a temp name, fsync'ed and renamed, and the directory fsync'ed before they are returned.
-        Cost: one `TableWriter.add` per entry; the size is checked every 16 keys, not per entry."""
+        Cost: one `TableWriter.add_many` per table (its loop checks the size at each new key)."""
         outputs: list[TableReader] = []
         writer: Optional[TableWriter] = None
-        target = self.options.target_file_size
+        limit = self.options.target_file_size if split else -1
         it = iter(entries)
         carry: Optional[Entry] = next(it, None)
+        source = self._interruptible(it) if split else it
         try:
             while carry is not None:
-                first, carry = carry, None
                 n = number if number is not None and not outputs else self._new_number()
                 writer = TableWriter(self._path(filenames.temp_name(filenames.table_name(n))), self.options, self._mode)
-                add = writer.add
-                add(*first)
-                prev = first[0]
-                keys = 0
-                for key, negseq, value in it:
-                    if split and key != prev:
-                        prev = key
-                        keys += 1
-                        if keys & 15 == 0:
-                            if writer.file_size >= target:
-                                carry = (key, negseq, value)
-                                break
-                            if self._stopping:
-                                raise error("compaction interrupted by close")
-                    add(key, negseq, value)
+                writer.add(*carry)
+                carry = writer.add_many(source, limit)
                 outputs.append(self._finish_table(writer, n))
                 writer = None
         except BaseException:
@@ -779,6 +766,13 @@ class Engine:
         if outputs:
             sync_dir(self.directory)
         return outputs
+
+    def _interruptible(self, entries: Iterator[Entry]) -> Iterator[Entry]:
+        """``entries``, raising once close() has begun (checked every 1024 entries)."""
+        for i, entry in enumerate(entries):
+            if not i & 1023 and self._stopping:
+                raise error("compaction interrupted by close")
+            yield entry
 
     def _finish_table(self, writer: TableWriter, number: int) -> TableReader:
         props: TableProperties = writer.finish()
