@@ -217,3 +217,20 @@ def test_missing_parent_or_no_permission_is_a_byrondbm_error(tmp_path):
         locked.mkdir(mode=0o500)
         with pytest.raises(byrondbm.error):
             byrondbm.open(locked / "db", "c")
+
+
+def test_n_replaces_a_repaired_database_with_its_lost_folder(path, small):
+    with byrondbm.open(path, "c", **small) as db:
+        for i in range(400):
+            db[b"%04d" % i] = b"v" * 40
+    table = sorted(n for n in os.listdir(path) if n.endswith(".sst"))[0]
+    with open(os.path.join(path, table), "r+b") as f:
+        f.seek(20)
+        f.write(b"\xff" * 8)
+    byrondbm.repair(path)
+    assert "lost" in os.listdir(path)
+    with byrondbm.open(path, "c") as db:  # a repaired database opens as usual
+        assert len(db) > 0
+    with byrondbm.open(path, "n") as db:
+        assert len(db) == 0
+    assert "lost" not in os.listdir(path)

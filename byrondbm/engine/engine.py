@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import errno
 import os
+import shutil
 import threading
 import time
 import weakref
@@ -71,7 +72,9 @@ def destroy(directory: str) -> None:
     if foreign:
         raise error(f"refusing to replace {directory!r}: it holds files that are not byrondbm's ({foreign[0]!r})")
     for name in ours:
-        if name != filenames.LOCK:
+        if name == filenames.LOST:
+            shutil.rmtree(filenames.path(directory, name))
+        elif name != filenames.LOCK:
             os.unlink(filenames.path(directory, name))
     sync_dir(directory)
 

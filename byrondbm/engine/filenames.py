@@ -6,6 +6,7 @@
     NNNNNN.log         write-ahead log (framed records, see wal.py)
     NNNNNN.sst         a sorted table (see sstable/format.py)
     *.tmp              a file being written; never referenced, removed on open
+    lost/              what `repair` could not use, moved aside for inspection (removed by flag 'n')
 
 File numbers come from one counter kept in the manifest, so no two files share a number.
 """
@@ -18,6 +19,7 @@ import re
 CURRENT = "CURRENT"
 LOCK = "LOCK"
 TEMP_SUFFIX = ".tmp"
+LOST = "lost"
 MANIFEST_PREFIX = "MANIFEST-"
 
 _NUMBERED = re.compile(r"^(\d{6,})\.(log|sst)$")
@@ -53,7 +55,7 @@ def parse(name: str) -> tuple[str, int] | None:
 
 def is_ours(name: str) -> bool:
     """True for every name byrondbm may create in its directory."""
-    return name in (CURRENT, LOCK) or name.endswith(TEMP_SUFFIX) or parse(name) is not None
+    return name in (CURRENT, LOCK, LOST) or name.endswith(TEMP_SUFFIX) or parse(name) is not None
 
 
 def path(directory: str, name: str) -> str:

@@ -41,7 +41,7 @@ from .sstable.format import (BLOCK_CHUNK, BLOCK_DATA, BLOCK_INDEX, CHUNK_SIZE, F
 from .version import MAX_LEVELS
 from .wal import WRITE
 
-LOST_DIR = "lost"
+LOST_DIR = filenames.LOST
 _MAX_LISTED = 100  # keys and problems listed by name in a report; the counts are always complete
 
 
