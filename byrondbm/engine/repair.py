@@ -289,7 +289,7 @@ def _move_to_lost(directory: str, used: set[str]) -> list[str]:
     lost = filenames.path(directory, LOST_DIR)
     moved: list[str] = []
     for name in sorted(os.listdir(directory)):
-        if name in used or name in (filenames.CURRENT, filenames.LOCK) or not filenames.is_ours(name):
+        if name in used or name in (filenames.CURRENT, filenames.LOCK, LOST_DIR) or not filenames.is_ours(name):
             continue
         source = filenames.path(directory, name)
         if name.endswith(filenames.TEMP_SUFFIX):
