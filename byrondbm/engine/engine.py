@@ -14,6 +14,7 @@ Readers take no lock for point lookups: they read ``self._version`` (one referen
 from __future__ import annotations
 
 import collections
+from bisect import bisect_left
 import errno
 import os
 import shutil
@@ -502,19 +503,19 @@ class Engine:
             e = m.get(key, read_negseq)
             if e is not None:
                 return e
-        levels = v.levels
-        if not any(levels):
+        if not v.has_tables:
             return None
         hashes = key_hashes(key)
-        for t in levels[0]:
+        for t in v.levels[0]:
             if t.smallest <= key <= t.largest:
                 e = t.get(key, hashes, read_negseq)
                 if e is not None:
                     return e
-        for level in range(1, MAX_LEVELS):
-            if levels[level]:
-                t = v.table_for(level, key)
-                if t is not None:
+        for largest, tables in v.sorted_levels:
+            i = bisect_left(largest, key)
+            if i < len(largest):
+                t = tables[i]
+                if t.smallest <= key:
                     e = t.get(key, hashes, read_negseq)
                     if e is not None:
                         return e

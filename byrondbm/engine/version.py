@@ -22,7 +22,7 @@ MAX_LEVELS = 7
 class Version:
     """Immutable once built. Cost of a build: O(total tables)."""
 
-    __slots__ = ("mem", "imms", "levels", "_largest", "_smallest")
+    __slots__ = ("mem", "imms", "levels", "_largest", "_smallest", "sorted_levels", "has_tables")
 
     def __init__(self, mem: Memtable, imms: tuple[Memtable, ...], levels: Sequence[Sequence[TableReader]]) -> None:
         self.mem = mem
@@ -30,6 +30,9 @@ class Version:
         self.levels: tuple[tuple[TableReader, ...], ...] = tuple(tuple(level) for level in levels)
         self._largest = [[t.largest for t in level] for level in self.levels]
         self._smallest = [[t.smallest for t in level] for level in self.levels]
+        self.sorted_levels = [(self._largest[k], self.levels[k]) for k in range(1, len(self.levels)) if self.levels[k]]
+        """(largest keys, tables) of each non-empty level >= 1, top down: what a point lookup walks."""
+        self.has_tables = any(self.levels)
 
     def with_memtables(self, mem: Memtable, imms: tuple[Memtable, ...]) -> "Version":
         return Version(mem, imms, self.levels)
