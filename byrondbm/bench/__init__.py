@@ -16,7 +16,6 @@ import pstats
 import shutil
 import sys
 import tempfile
-import time
 from typing import Any
 
 from byrondbm.bench import report
@@ -75,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"instead: byrondbm alone at N keys (default {SCALE_KEYS:,}) vs {SCALE_SMALL:,}: "
                              "peak RSS, write and space amplification, readrandom")
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                        help="with --scale: stop the large fill after this many seconds and measure what was written")
+                        help="with --scale: stop each fill after this many seconds and measure what was written")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,7 +158,6 @@ def _scale(ctx: Context, args: argparse.Namespace) -> int:
         print(f"byrondbm bench --scale: byrondbm is not usable: {why}", file=sys.stderr)
         return 1
     meta = _meta(args, args.scale)
-    deadline = time.monotonic() + args.time_limit if args.time_limit else float("inf")
 
     def checkpoint(result: dict[str, Any]) -> None:
         if args.json:
@@ -167,7 +165,7 @@ def _scale(ctx: Context, args: argparse.Namespace) -> int:
 
     # The large store first, so the peak RSS of the process (getrusage) is its peak.
     sizes = {"large": args.scale, "small": min(SCALE_SMALL, args.scale)}
-    result = run_scale(ctx, engine, sizes, SCALE_SMALL, deadline, checkpoint)
+    result = run_scale(ctx, engine, sizes, SCALE_SMALL, args.time_limit or float("inf"), checkpoint)
     checkpoint(result)
     print(f"byrondbm bench --scale — {meta['date']} — {meta['command']}")
     print(report.render_scale(result))

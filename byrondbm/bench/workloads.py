@@ -611,17 +611,18 @@ def _reset_peak_rss() -> bool:
 
 def _until(deadline: float, chunks: Iterable[C]) -> Iterator[C]:
     for chunk in chunks:
-        if time.monotonic() > deadline:
+        if time.monotonic() >= deadline:
             return
         yield chunk
 
 
 def run_scale(
-    ctx: Context, engine: Engine, sizes: dict[str, int], reads: int, deadline: float,
+    ctx: Context, engine: Engine, sizes: dict[str, int], reads: int, fill_limit: float,
     checkpoint: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
-    """For each (label, n) of `sizes`, in order: fillrandom n keys (stopped at `deadline` if still running),
-    readrandom `reads` keys, compact(), readrandom again; with RSS, stats and disk size after each phase.
+    """For each (label, n) of `sizes`, in order: fillrandom n keys (stopped after `fill_limit` seconds if
+    still running), readrandom `reads` keys, compact(), readrandom again; with RSS, stats and disk size
+    after each phase.
 
     `checkpoint(result)` is called after every phase, so a run killed by a time limit keeps what it measured.
     """
@@ -634,6 +635,7 @@ def run_scale(
         h = engine.open(path)
         try:
             fill_at = space.shuffle(n, "fillrandom")
+            deadline = time.monotonic() + fill_limit
             chunks = _until(deadline, ctx.chunks(map(fill_at, range(n)), _pairs_builder(space), n))
             m, _ = clock(ctx, f"{engine.name} fillrandom {label}", n, chunks, _put_loop(h.put))
             written = m.ops
