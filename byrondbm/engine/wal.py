@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 from ..errors import CorruptionError, error
 from .fileio import sync_fd, write_all
@@ -32,6 +33,7 @@ from .records import Op, decode_batch
 WRITE = 1
 BUFFERED, OS, SYNC = "buffered", "os", "sync"
 _BUFFER_LIMIT = 64 * 1024
+_GATHER = 0.0001  # seconds a group-commit leader waits for concurrent writers (as PostgreSQL's commit_delay)
 
 
 class LogWriter:
@@ -47,7 +49,11 @@ class LogWriter:
         self._buffered = 0
         self._written = os.fstat(self._fd).st_size  # bytes handed to the OS
         self._synced = self._written
-        self._sync_lock = threading.Lock()
+        self._sync_cond = threading.Condition(threading.Lock())
+        self._syncing = False  # a leader is in fsync (with the condition's lock released)
+        self._records = 0  # records appended
+        self._synced_records = 0
+        self._group = 1  # records the last fsync covered: above 1, writers are concurrent
         self._failure: OSError | None = None
         self.closed = False
 
@@ -70,6 +76,7 @@ class LogWriter:
             self._buffered += len(record)
             return self._written + self._buffered
         self._append(record)
+        self._records += 1
         return self._written
 
     def _append(self, data: bytes) -> None:
@@ -94,24 +101,43 @@ class LogWriter:
             self._buffered = 0
 
     def sync_to(self, offset: int) -> None:
-        """Return once every byte before ``offset`` is fsync'ed; one fsync serves every waiter it covers."""
+        """Return once every byte before ``offset`` is fsync'ed; one fsync serves every waiter it covers.
+
+        Group commit: the first caller to find no fsync running becomes the leader and fsyncs everything
+        written so far, *without* holding the lock; callers arriving meanwhile wait on the condition, and
+        the leader's notify wakes them all at once: those covered return, one of the rest leads the next
+        fsync. (Queuing on a mutex held during the fsync would hand it over one waiter at a time.)
+        """
         if self._synced >= offset:
             return
-        with self._sync_lock:
-            if self._synced >= offset:
-                return
-            if self._failure is not None:
-                raise self._failed()
-            target = self._written
-            try:
-                if self.closed:
-                    self._sync_closed()  # rotated away while this caller waited (a close without fsync)
-                else:
-                    sync_fd(self._fd)
-            except OSError as e:
-                self._failure = e
-                raise
-            self._synced = target
+        cond = self._sync_cond
+        with cond:
+            while self._synced < offset:
+                if self._failure is not None:
+                    raise self._failed()
+                if self._syncing:
+                    cond.wait()
+                    continue
+                self._syncing = True
+                cond.release()
+                try:
+                    if self._group > 1:
+                        time.sleep(_GATHER)  # other writers are active: let them join this fsync
+                    target, records = self._written, self._records
+                    if self.closed:
+                        self._sync_closed()  # rotated away while this caller waited (a close without fsync)
+                    else:
+                        sync_fd(self._fd)
+                except OSError as e:
+                    self._failure = e
+                    raise
+                finally:
+                    cond.acquire()
+                    self._syncing = False
+                    cond.notify_all()
+                self._synced = max(self._synced, target)
+                self._group = records - self._synced_records
+                self._synced_records = records
 
     def _sync_closed(self) -> None:
         """fsync a closed log through a new descriptor (fsync covers the file, whichever descriptor). A log
@@ -141,7 +167,9 @@ class LogWriter:
         error is raised after). Idempotent."""
         if self.closed:
             return
-        with self._sync_lock:
+        with self._sync_cond:
+            while self._syncing:  # never close the descriptor under a running fsync
+                self._sync_cond.wait()
             try:
                 if self._failure is None:
                     self.flush()
