@@ -695,7 +695,7 @@ class Engine:
             with self._state_lock:
                 meta = self._meta(t)
                 self._manifest_append({"del": [[c.level, t.number]], "add": [meta.encode(c.output_level)],
-                                       "pointer": [c.level, t.largest.hex()]})
+                                       "pointer": [c.level, t.largest]})
                 self._pointers[c.level] = t.largest
                 self._install(c, [t])
                 self.counters["trivial_moves"] += 1
@@ -711,7 +711,7 @@ class Engine:
             edit: dict[str, Any] = {
                 "del": [[c.level, t.number] for t in c.inputs] + [[c.output_level, t.number] for t in c.lower],
                 "add": [self._meta(t).encode(c.output_level) for t in outputs],
-                "pointer": [c.level, max(t.largest for t in c.inputs).hex()],
+                "pointer": [c.level, max(t.largest for t in c.inputs)],
             }
             self._manifest_append(edit)
             self._pointers[c.level] = max(t.largest for t in c.inputs)
