@@ -16,7 +16,7 @@ reopens the database (read-only first, then writable) and checks:
   a write and a delete.
 
 The next trial continues the stream from the recovered state, so damage would accumulate if any slipped
-through. Usage (the long run in docs/reliability.md)::
+through. Usage (the long run in the README's Reliability section)::
 
     python scripts/crash_loop.py --mode s --trials 300 --seed 1
     python scripts/crash_loop.py --mode default --minutes 10

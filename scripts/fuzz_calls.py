@@ -6,7 +6,7 @@ Every call must either do what the dict model says, or raise the contract's exce
 key or value of a wrong type, KeyError for a missing key, byrondbm.error for a misuse); nothing else,
 and a failed call changes nothing. Small options make flushes and compactions happen within a few calls.
 
-Usage (the long run in docs/reliability.md)::
+Usage (the long run in the README's Reliability section)::
 
     python scripts/fuzz_calls.py --examples 2000 --steps 60
 """

@@ -1,6 +1,6 @@
 """Crash loop (scripts/crash_loop.py), short: SIGKILL a writing child at random moments, reopen, check that
 every acknowledged write and delete is there (default and 's' modes) or that the state is an untorn prefix
-('f' mode), and that the database is fully usable. The long run is documented in docs/reliability.md."""
+('f' mode), and that the database is fully usable. The long run is documented in the README's Reliability section."""
 
 from __future__ import annotations
 
