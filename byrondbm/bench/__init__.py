@@ -1,7 +1,7 @@
 """`byrondbm bench`: db_bench-style workloads on byrondbm and on the baselines, in one run.
 
 `add_arguments(parser)` and `run(args)` are what the command line's `bench` subcommand calls (and
-`python -m byrondbm.bench`). See docs/bench.md for the workloads, the baselines and measured results.
+`python -m byrondbm.bench`). See the README's Performance section for the workloads, the baselines and measured results.
 """
 
 from __future__ import annotations
