@@ -49,3 +49,58 @@ def test_iter_survives_inserts_between_chunks():
             m.put((b"%05d" % (2 * n + 1), -(10_000 + n), b"new"), False)
     assert seen == sorted(set(seen))  # never repeats or goes backwards
     assert {b"%05d" % (2 * i) for i in range(CHUNK * 3)} <= set(seen)
+
+
+def test_lazy_sort_interleaved_with_scans_and_flush_order():
+    """Keys are sorted only when a scan or flush needs them: interleave puts with scans of every kind and
+    check each against a model, then the flush order."""
+    rnd = random.Random(11)
+    m = Memtable(1)
+    model: dict[bytes, tuple] = {}
+    seq = 0
+    for round_ in range(60):
+        for _ in range(rnd.choice([0, 1, 7, 300])):  # few pending keys (insertions) or many (one sort)
+            seq += 1
+            e = (rnd.randbytes(3), -seq, b"v%d" % seq)
+            m.put(e, False)
+            model[e[0]] = e
+        want = [model[k] for k in sorted(model)]
+        if round_ % 3 == 0:
+            assert list(m.iter()) == want
+        elif round_ % 3 == 1:
+            assert list(m.iter(reverse=True)) == want[::-1]
+        else:
+            lo = rnd.randbytes(3)
+            assert list(m.iter(lo)) == [e for e in want if e[0] >= lo]
+        m._check()
+    assert list(m.sorted_entries()) == [model[k] for k in sorted(model)]
+
+
+def test_scans_from_threads_while_a_writer_inserts():
+    import threading
+
+    m = Memtable(1)
+    for i in range(2000):
+        m.put((b"%06d" % (2 * i), -(i + 1), b"v"), False)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def scanner() -> None:
+        try:
+            while not stop.is_set():
+                keys = [e[0] for e in m.iter()]
+                assert keys == sorted(set(keys))
+                assert {b"%06d" % (2 * i) for i in range(2000)} <= set(keys)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=scanner) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(20000):
+        m.put((b"%06d" % (2 * (i % 4000) + 1), -(3000 + i), b"w"), False)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    m._check()

@@ -570,7 +570,7 @@ class Engine:
         try:
             if start is not None and stop is not None and start >= stop:
                 return
-            sources: list[Iterator[Entry]] = [v.mem.iter(start, stop, reverse, self._write_lock)]
+            sources: list[Iterator[Entry]] = [v.mem.iter(start, stop, reverse)]
             sources += [m.iter(start, stop, reverse) for m in v.imms]
             sources += [t.iter(start, stop, reverse) for t in v.levels[0]]
             for level in range(1, MAX_LEVELS):

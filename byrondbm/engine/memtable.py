@@ -1,9 +1,18 @@
-"""The memtable: recent writes, sorted, in memory, backed by one write-ahead log.
+"""The memtable: recent writes, in memory, backed by one write-ahead log.
 
-A `SortedDict` maps each key to its newest entry, or — while a snapshot or scan is pinned — to the list
-of its entries, oldest first (the older ones are what pinned readers may still need). Point lookups are a
-dict lookup (O(1)); inserting a new key is O(log n); a range scan re-seeks every `CHUNK` keys, so writes may
-go on between chunks without disturbing it (it filters by sequence number).
+A dict maps each key to its newest entry, or — while a snapshot or scan is pinned — to the list of its
+entries, oldest first (the older ones are what pinned readers may still need). Point lookups are a dict
+lookup (O(1)), and so is a put: keys are *sorted lazily*. A new key is only appended to ``new_keys``
+(first-insertion order); a scan or a flush first folds the keys added since the last fold into a
+`SortedList` (one C sort when many are pending, an O(log n) insertion each when few are). So a stream of
+puts never pays for ordering (~2 µs a new key with an eager sorted insert), and a scan after k new keys
+pays O(k log n) once. A range scan re-seeks every `CHUNK` keys, so writes may go on between chunks without
+disturbing it (it filters by sequence number).
+
+Threads: puts run under the engine's write lock; scans and flushes may run concurrently with them and with
+each other. Only a fold changes the `SortedList`, and folds and chunk reads hold the memtable's own lock,
+so a scan never blocks writers. Reading the dict and ``new_keys`` while a put changes them is safe (each
+read is one atomic operation under the GIL).
 
 It also carries what an exact, cheap ``len()`` needs: ``live`` counts its keys whose newest entry is a
 value, and ``new_keys`` lists its keys in first-insertion order; the engine resolves, once per key, whether
@@ -13,12 +22,12 @@ changes (flushes and compactions keep its meaning), so each resolution stays tru
 
 from __future__ import annotations
 
-import contextlib
+import threading
 from collections.abc import Iterator
 from itertools import islice
-from typing import ContextManager, Union
+from typing import Union
 
-from sortedcontainers import SortedDict
+from sortedcontainers import SortedList
 
 from .records import Entry
 
@@ -33,7 +42,10 @@ class Memtable:
 
     def __init__(self, log_number: int) -> None:
         self.log_number = log_number
-        self._map: SortedDict = SortedDict()
+        self._map: dict[bytes, Versions] = {}
+        self._keys = SortedList()  # new_keys[:_folded], sorted
+        self._folded = 0
+        self._fold_lock = threading.Lock()
         self.size = 0  # bytes charged
         self.live = 0
         self.new_keys: list[bytes] = []
@@ -54,14 +66,13 @@ class Memtable:
     def put(self, entry: Entry, keep_old: bool) -> None:
         """Add ``entry`` (newer than any entry of its key here). Keep older versions if ``keep_old``.
 
-        Cost: O(1) for a key already present, O(log n) for a new key.
+        Cost: O(1) (a new key is sorted later, by the first scan or flush that needs it).
         """
         key = entry[0]
         m = self._map
-        old = dict.get(m, key)
+        old = m.get(key)
         if old is None:
-            m._list_add(key)  # SortedDict.__setitem__ without its redundant membership test
-            dict.__setitem__(m, key, entry)
+            m[key] = entry
             self.new_keys.append(key)
             if entry[2] is not None:
                 self.live += 1
@@ -71,10 +82,10 @@ class Memtable:
                 if keep_old:
                     old.append(entry)
                 else:
-                    dict.__setitem__(m, key, entry)
+                    m[key] = entry
             else:
                 was_live = old[2] is not None
-                dict.__setitem__(m, key, [old, entry] if keep_old else entry)
+                m[key] = [old, entry] if keep_old else entry
             self.live += (entry[2] is not None) - was_live
         value = entry[2]
         self.size += len(key) + (len(value) if value is not None else 0) + ENTRY_OVERHEAD
@@ -83,7 +94,7 @@ class Memtable:
 
     def get(self, key: bytes, read_negseq: int) -> Entry | None:
         """Newest entry of ``key`` with ``negseq >= read_negseq`` (seq at or below the reader's), or None."""
-        e = dict.get(self._map, key)
+        e = self._map.get(key)
         if e is None:
             return None
         if type(e) is list:
@@ -95,38 +106,40 @@ class Memtable:
 
     def newest(self, key: bytes) -> Entry | None:
         """Newest entry of ``key`` whatever its sequence number."""
-        e = dict.get(self._map, key)
+        e = self._map.get(key)
         if type(e) is list:
             return e[-1]
         return e
 
-    def iter(
-        self,
-        start: bytes | None = None,
-        stop: bytes | None = None,
-        reverse: bool = False,
-        lock: ContextManager[object] | None = None,
-    ) -> Iterator[Entry]:
+    def _fold(self) -> SortedList:
+        """Sort the keys added since the last fold into the key list; call with ``_fold_lock`` held.
+        Cost: O(k log n) for k new keys (a single sort of everything when k is large)."""
+        new_keys = self.new_keys
+        n = len(new_keys)  # puts may append meanwhile: they are left for the next fold
+        if self._folded < n:
+            self._keys.update(new_keys[self._folded : n])
+            self._folded = n
+        return self._keys
+
+    def iter(self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False) -> Iterator[Entry]:
         """Every entry with ``start <= key < stop`` in entry order (or its exact reverse).
 
-        ``lock`` guards each chunk's reads when writers may be inserting (the active memtable); entries
-        added after a chunk was read may or may not be seen, so callers filter by sequence number.
+        Safe while writers insert: each chunk of keys is read after a fold, under the memtable's lock;
+        every key written before the first chunk is seen, later ones may or may not be, so callers filter
+        by sequence number.
         """
-        guard = lock if lock is not None else contextlib.nullcontext()
-        irange = self._map.irange
-        get = dict.get
-        m = self._map
+        get = self._map.get
         lo, hi = start, stop
         lo_inclusive = True
         hi_inclusive = False
         while True:
-            with guard:
-                keys = list(islice(irange(lo, hi, (lo_inclusive, hi_inclusive), reverse), CHUNK))
-                chunk = [get(m, k) for k in keys]
+            with self._fold_lock:
+                keys = list(islice(self._fold().irange(lo, hi, (lo_inclusive, hi_inclusive), reverse), CHUNK))
+                chunk = [get(k) for k in keys]
                 chunk = [e[:] if type(e) is list else e for e in chunk]
             for e in chunk:
                 if type(e) is not list:
-                    yield e
+                    yield e  # type: ignore[misc]
                 elif reverse:
                     yield from e  # oldest first
                 else:
@@ -139,16 +152,24 @@ class Memtable:
                 lo, lo_inclusive = keys[-1], False
 
     def sorted_entries(self) -> Iterator[Entry]:
-        """All entries in entry order, for a flush (the memtable no longer changes then)."""
-        for e in self._map.values():
+        """All entries in entry order, for a flush (the memtable no longer changes then).
+        Cost: one sort of the keys not yet folded, then O(1) an entry."""
+        with self._fold_lock:
+            keys = self._fold()
+        get = self._map.get
+        for key in keys:
+            e = get(key)
             if type(e) is list:
                 yield from reversed(e)
             else:
-                yield e
+                yield e  # type: ignore[misc]
 
     def _check(self) -> None:
         """Assert the invariants: sorted keys, entries of a key newest last, counts right."""
-        self._map._check()
+        with self._fold_lock:
+            keys = self._fold()
+            keys._check()
+            assert len(keys) == len(self._map) and all(k in self._map for k in keys)
         live = 0
         for key, e in self._map.items():
             versions = e if type(e) is list else [e]
