@@ -110,8 +110,18 @@ def test_damaged_table_block(db_path: str) -> None:
 
 def test_damaged_large_value_is_reported_by_key(db_path: str) -> None:
     model = _build(db_path)
-    table = os.path.join(db_path, _files(db_path, ".sst")[0])
-    _flip(table, 10)  # large values are written before the data block that refers to them
+    # Large values are written before the data block that refers to them: a gap before a data block (or
+    # before the first one) is a large value's run. Damage the first such run.
+    run_starts = []
+    for name in _files(db_path, ".sst"):
+        table = os.path.join(db_path, name)
+        end = 0
+        for offset, size in _data_blocks(table):
+            if offset > end:
+                run_starts.append((table, end))
+            end = offset + size + 5
+    table, start = run_starts[0]
+    _flip(table, start + 10)
     report = byrondbm.repair(db_path)
     assert report["ok"] and report["lost"]["large_values"] == 1
     (lost_key,) = [bytes.fromhex(k) for k in report["lost"]["keys"]]

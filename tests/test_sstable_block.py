@@ -1,4 +1,5 @@
-"""Data block and index block encoding: round trips on edge keys, restart points, and damage detection."""
+"""Data block and index block encoding: round trips on edge keys, the column layout, point lookups from
+any hint, and damage detection."""
 
 from __future__ import annotations
 
@@ -10,20 +11,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from byrondbm.engine.records import encode_varint
 from byrondbm.engine.sstable.block import (
     KIND_LARGE,
     KIND_TOMBSTONE,
     KIND_VALUE,
     LARGE_REF,
     NEXT_BLOCK,
-    RESTART_INTERVAL,
     LargeValue,
     decode_block,
     decode_index,
+    encode_block,
     encode_index,
+    encoded_size,
     find_in_block,
-    restart_offsets,
 )
 from byrondbm.engine.sstable.cache import BlockCache
 from byrondbm.engine.sstable.format import BLOCK_DATA, read_block
@@ -32,32 +32,43 @@ from byrondbm.engine.sstable.writer import TableWriter
 from byrondbm.errors import CorruptionError
 from byrondbm.options import Options
 
+TRAILER = b"\x01\x00\x00\x00\x00"  # a block as the reader holds it: contents, then its 5-byte trailer
+
 
 def build(entries: list[tuple[bytes, int, object]]) -> bytes:
-    """Encode (key, negseq, value | None | LargeValue) entries as the layout says, plainly (the oracle the
-    writer's fast loop is checked against in test_writer_blocks_match_the_layout)."""
-    parts, restarts, prev = [], [], b""
-    for i, (key, negseq, value) in enumerate(entries):
-        if i % RESTART_INTERVAL:
-            shared = next((j for j, (x, y) in enumerate(zip(prev, key)) if x != y), min(len(prev), len(key)))
-        else:
-            shared = 0
-            restarts.append(sum(map(len, parts)))
+    """Encode (key, negseq, value | None | LargeValue) entries as the layout says, plainly, one entry at a
+    time (the oracle `encode_block` and the writer are checked against)."""
+    fields, kinds, seqs = [], [], []
+    for _key, negseq, value in entries:
         if value is None:
             kind, field = KIND_TOMBSTONE, b""
         elif isinstance(value, LargeValue):
             kind, field = KIND_LARGE, LARGE_REF.pack(*value)
         else:
             kind, field = KIND_VALUE, value
-        header = encode_varint(shared) + encode_varint(len(key) - shared) + encode_varint(len(field))
-        parts += [header, key[shared:], struct.pack("<Q", -negseq << 2 | kind), field]
-        prev = key
-    return b"".join(parts) + struct.pack(f"<{len(restarts)}I", *restarts) + struct.pack("<I", len(restarts))
+        fields.append(field)
+        kinds.append(kind)
+        seqs.append(-negseq)
+    key_ends, pos = [], 0
+    for key, _, _ in entries:
+        pos += len(key)
+        key_ends.append(pos)
+    value_ends = []
+    for field in fields:
+        pos += len(field)
+        value_ends.append(pos)
+    width, code = (2, "H") if pos < 1 << 16 else (4, "I")
+    out = b"".join(e[0] for e in entries) + b"".join(fields)
+    for end in key_ends + value_ends:
+        out += struct.pack("<" + code, end)
+    for seq in seqs:
+        out += struct.pack("<Q", seq)
+    return out + bytes(kinds) + struct.pack("<I", len(entries)) + bytes((width,))
 
 
 def roundtrip(entries: list) -> tuple[list, bool]:
     contents = build(entries)
-    return decode_block(contents + b"\x01\x00\x00\x00\x00", len(contents), "blk")
+    return decode_block(contents + TRAILER, len(contents), "blk")
 
 
 EDGE_KEYS = sorted(
@@ -84,21 +95,6 @@ def test_edge_keys_roundtrip() -> None:
     assert not has_large
 
 
-@pytest.mark.parametrize("count", [1, 15, 16, 17, 31, 32, 33])
-def test_restart_boundaries(count: int) -> None:
-    # Long shared prefixes make every non-restart entry delta-encoded.
-    entries = [(b"common-prefix-" * 10 + b"%05d" % i, -7, b"v%d" % i) for i in range(count)]
-    contents = build(entries)
-    raw = contents + b"\x01\x00\x00\x00\x00"
-    assert decode_block(raw, len(contents), "blk")[0] == entries
-    restarts = restart_offsets(raw, len(contents))
-    assert len(restarts) == (count + RESTART_INTERVAL - 1) // RESTART_INTERVAL
-    assert restarts[0] == 0
-    # A restart entry starts with shared = 0 and the full key.
-    for r in restarts:
-        assert contents[r] == 0
-
-
 def test_versions_tombstones_and_large_refs() -> None:
     entries = [
         (b"a", -9, b"new"),
@@ -113,36 +109,45 @@ def test_versions_tombstones_and_large_refs() -> None:
     assert has_large
 
 
-def test_varint_lengths_over_127() -> None:
-    entries = [(b"k" * 300, -1, b"v" * 200), (b"k" * 300 + b"x" * 150, -(1 << 61), b"w" * 20000)]
+@pytest.mark.parametrize("value_len", [0, 1, 65_000, 65_535, 65_536, 70_000])
+def test_offset_width_switches_at_64_kib(value_len: int) -> None:
+    entries = [(b"a", -2, b"x" * value_len), (b"ab", -(1 << 61), b"")]
+    contents = build(entries)
+    assert contents[-1] == (2 if value_len + 3 < 1 << 16 else 4)
     assert roundtrip(entries)[0] == entries
-
-
-@pytest.mark.parametrize("value_len", [127, 128, 300, 16383, 16384, 70000])
-def test_value_length_varints(value_len: int) -> None:
-    entries = [(b"a", -2, b"x" * value_len), (b"ab", -1, b"y" * value_len), (b"b" * 130, -3, b"z" * value_len)]
-    assert roundtrip(entries)[0] == entries
-    header = bytes((0, 1)) + encode_varint(value_len)  # the canonical LEB128 encoding, whatever the path
-    assert build(entries).startswith(header + b"a")
+    assert len(contents) == encoded_size([e[0] for e in entries], [e[2] for e in entries])
 
 
 def test_empty_key_versions_and_empty_value() -> None:
     entries = [(b"", -3, b""), (b"", -2, None), (b"", -1, b"x"), (b"\x00", -4, b"")]
     assert roundtrip(entries)[0] == entries
+    only_empty = [(b"", -1, None)]  # no key or value bytes at all: the columns start at offset 0
+    assert roundtrip(only_empty)[0] == only_empty
+
+
+entry_lists = st.lists(
+    st.tuples(
+        st.binary(max_size=40),
+        st.integers(0, (1 << 62) - 1),
+        st.one_of(st.none(), st.binary(max_size=300), st.builds(LargeValue, st.integers(0, 1 << 40), st.integers(0, 1 << 30))),
+    ),
+    min_size=1,
+    max_size=80,
+    unique_by=lambda e: (e[0], e[1]),
+)
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.tuples(st.binary(max_size=40), st.integers(0, (1 << 62) - 1), st.one_of(st.none(), st.binary(max_size=300))),
-        min_size=1,
-        max_size=80,
-        unique_by=lambda e: (e[0], e[1]),
-    )
-)
-def test_random_blocks_roundtrip(raw_entries: list) -> None:
+@given(entry_lists)
+def test_random_blocks_roundtrip_and_encode_block_matches_the_oracle(raw_entries: list) -> None:
     entries = sorted((k, -s, v) for k, s, v in raw_entries)
     assert roundtrip(entries)[0] == entries
+    kinds = bytearray(KIND_TOMBSTONE if v is None else KIND_LARGE if isinstance(v, LargeValue) else KIND_VALUE for _, _, v in entries)
+    values = [b"" if v is None else LARGE_REF.pack(*v) if isinstance(v, LargeValue) else v for _, _, v in entries]
+    keys = [e[0] for e in entries]
+    contents = encode_block(keys, values, [-e[1] for e in entries], kinds)
+    assert contents == build(entries)
+    assert encoded_size(keys, values) == len(contents)
 
 
 def writer_blocks(path: Path, entries: list, block_size: int = 4096) -> list[bytes]:
@@ -156,14 +161,6 @@ def writer_blocks(path: Path, entries: list, block_size: int = 4096) -> list[byt
     reader.close()
     assert len(blocks) == props.num_data_blocks
     return blocks
-
-
-def test_writer_shared_prefix_matches_naive(tmp_path: Path) -> None:
-    cases = [(b"", b"a"), (b"abc", b"abd"), (b"abc", b"abcd"), (b"\xff" * 9, b"\xff" * 8 + b"\xff\x00"), (b"ab", b"b")]
-    for i, (a, b) in enumerate(cases):
-        naive = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-        (contents,) = writer_blocks(tmp_path / f"{i}.sst", [(a, -1, b""), (b, -1, b"")])
-        assert contents[3 + len(a) + 8] == naive  # the second entry's header starts with its shared length
 
 
 def model_find(entries: list, key: bytes, read_negseq: int) -> object:
@@ -188,31 +185,19 @@ def model_find(entries: list, key: bytes, read_negseq: int) -> object:
     ),
     st.binary(max_size=4),
 )
-def test_partial_decode_agrees_with_full_decode(raw_entries: list, other: bytes) -> None:
-    """From any restart point at or before a key's first entry, and from a binary search of the restart
-    points, a point lookup answers what the fully decoded block says, versions and tombstones included;
-    a seek's partial decode holds every entry from the key on."""
+def test_point_lookup_agrees_with_full_decode_from_any_hint(raw_entries: list, other: bytes) -> None:
+    """With the right hint, a wrong one (any other entry, even a later version of the same key), none, or
+    one past the block, a point lookup answers what the fully decoded block says, versions and tombstones
+    included."""
     entries = sorted((k, -s, v) for k, s, v in raw_entries)
     contents = build(entries)
-    raw = contents + b"\x01\x00\x00\x00\x00"
+    raw = contents + TRAILER
     assert decode_block(raw, len(contents), "blk")[0] == entries
-    keys = [e[0] for e in entries]
-    for key in {*keys, other}:
-        part = decode_block(raw, len(contents), "blk", key)[0]  # what a seek decodes
-        assert part == entries[len(entries) - len(part) :]
-        assert bisect_left(entries, (key,)) >= len(entries) - len(part)
-        first = bisect_left(keys, key)
+    for key in {*(e[0] for e in entries), other}:
         for read_negseq in (-100, -20, -1, 0):
             expected = model_find(entries, key, read_negseq)
-            assert find_in_block(raw, len(contents), key, read_negseq, -1, "blk") == expected
-            for restart in range(first // RESTART_INTERVAL + 1 if first < len(keys) else 1):
-                assert find_in_block(raw, len(contents), key, read_negseq, restart, "blk") == expected
-
-
-def test_find_rejects_a_restart_point_past_the_block() -> None:
-    contents = build([(b"a", -1, b"x")])
-    with pytest.raises(CorruptionError, match="restart point 1"):
-        find_in_block(contents + b"\x01\x00\x00\x00\x00", len(contents), b"a", -1, 1, "bad.sst")
+            for hint in range(-1, len(entries) + 2):
+                assert find_in_block(raw, len(contents), key, read_negseq, hint, "blk") == expected
 
 
 @settings(max_examples=40, deadline=None)
@@ -231,36 +216,41 @@ def test_writer_blocks_match_the_layout(tmp_path_factory: pytest.TempPathFactory
     entries = sorted((k, -s, v) for k, s, v in raw_entries)
     seen = 0
     for contents in writer_blocks(tmp_path_factory.mktemp("w") / "t.sst", entries, block_size):
-        decoded = decode_block(contents + b"\x01\x00\x00\x00\x00", len(contents), "t.sst")[0]
+        decoded = decode_block(contents + TRAILER, len(contents), "t.sst")[0]
         assert decoded == entries[seen : seen + len(decoded)]
         assert contents == build(decoded)
         seen += len(decoded)
     assert seen == len(entries)
 
 
-def _damaged(contents: bytes, size: int | None = None) -> None:
+def _damaged(contents: bytes, size: int | None = None, lookup: bool = True) -> None:
+    """Both a full decode and a point lookup of the first key raise CorruptionError naming the file."""
+    size = len(contents) if size is None else size
     with pytest.raises(CorruptionError) as info:
-        decode_block(contents + b"\x01\x00\x00\x00\x00", len(contents) if size is None else size, "bad.sst")
+        decode_block(contents + TRAILER, size, "bad.sst")
     assert "bad.sst" in str(info.value)
+    if lookup:
+        with pytest.raises(CorruptionError):
+            find_in_block(contents + TRAILER, size, b"apple", -2, 0, "bad.sst")
 
 
 def test_decode_rejects_inconsistent_blocks() -> None:
-    good = build([(b"apple", -2, b"red"), (b"apricot", -1, b"orange")])
-    _damaged(good, 3)  # shorter than the restart count
-    _damaged(good[:-4] + struct.pack("<I", 0))  # no restart point
-    _damaged(good[:-4] + struct.pack("<I", 10_000))  # restart array larger than the block
-    # Second entry claims more shared bytes than the first key has.
-    second = good.index(b"ricot") - 3
-    _damaged(good[:second] + bytes((50,)) + good[second + 1 :])
-    # Value length running into the restart array.
-    _damaged(good[:2] + bytes((120,)) + good[3:])
-    # Unknown kind: rewrite the first tag.
-    tag_at = 3 + len(b"apple")
-    _damaged(good[:tag_at] + struct.pack("<Q", 2 << 2 | 3) + good[tag_at + 8 :])
-    # A tombstone with a value.
-    _damaged(good[:tag_at] + struct.pack("<Q", 2 << 2 | KIND_TOMBSTONE) + good[tag_at + 8 :])
-    # Truncated in the middle of an entry (restart trailer moved up).
-    _damaged(good[:10] + struct.pack("<II", 0, 1))
+    entries = [(b"apple", -2, b"red"), (b"apricot", -1, b"orange")]
+    good = build(entries)
+    n_at = len(good) - 5
+    columns = len(b"appleapricotredorange")
+    _damaged(good, 3)  # shorter than its entry count
+    _damaged(good[:n_at] + struct.pack("<IB", 0, 2))  # no entries
+    _damaged(good[:n_at] + struct.pack("<IB", 10_000, 2))  # columns larger than the block
+    _damaged(good[:n_at] + struct.pack("<IB", 2, 3))  # unknown offset width
+    # A value end past the columns (the apple's value would run into them).
+    _damaged(good[: columns + 4] + struct.pack("<H", columns + 40) + good[columns + 6 :])
+    # Key ends out of order.
+    _damaged(good[:columns] + struct.pack("<HH", 12, 5) + good[columns + 4 :], lookup=False)
+    kinds_at = n_at - 2
+    _damaged(good[:kinds_at] + bytes((3, 1)) + good[kinds_at + 2 :])  # unknown kind
+    _damaged(good[:kinds_at] + bytes((KIND_TOMBSTONE, 1)) + good[kinds_at + 2 :])  # a tombstone with a value
+    _damaged(good[:kinds_at] + bytes((KIND_LARGE, 1)) + good[kinds_at + 2 :])  # a 3-byte large reference
 
 
 def test_index_roundtrip() -> None:

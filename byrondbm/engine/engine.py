@@ -22,6 +22,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from itertools import chain
 from typing import Any, Optional
 
 from ..errors import CorruptionError, error
@@ -30,7 +31,7 @@ from . import compaction as compaction_mod
 from . import filenames
 from .compaction import Compaction
 from .fileio import sync_dir
-from .iterators import concat, merge, merge_visible, prefix_bounds, visible
+from .iterators import concat, merge, merge_chunks, merge_visible, prefix_bounds, visible
 from .manifest import FileMeta, ManifestState, ManifestWriter, load as load_manifest
 from .memtable import Memtable
 from .records import MAX_SEQ, Entry, Op, encode_batch
@@ -570,9 +571,9 @@ class Engine:
         try:
             if start is not None and stop is not None and start >= stop:
                 return
-            sources: list[Iterator[Entry]] = [v.mem.iter(start, stop, reverse)]
-            sources += [m.iter(start, stop, reverse) for m in v.imms]
-            sources += [t.iter(start, stop, reverse) for t in v.levels[0]]
+            sources: list[Iterator[list[Entry]]] = [v.mem.chunks(start, stop, reverse)]
+            sources += [m.chunks(start, stop, reverse) for m in v.imms]
+            sources += [t.chunks(start, stop, reverse) for t in v.levels[0]]
             for level in range(1, MAX_LEVELS):
                 tables = v.level_range(level, start, stop)
                 if reverse:
@@ -580,7 +581,8 @@ class Engine:
                 if tables:
                     sources.append(concat([_opener(t, start, stop, reverse) for t in tables]))
             if reverse:
-                for item in visible(merge(sources, reverse), -read_seq, reverse):
+                flat = [chain.from_iterable(s) for s in sources]
+                for item in visible(merge(flat, reverse), -read_seq, reverse):
                     if self._closed:
                         raise error("database was closed during iteration")
                     yield item
@@ -700,11 +702,11 @@ class Engine:
                 self._install(c, [t])
                 self.counters["trivial_moves"] += 1
             return
-        sources = [t.iter(fill_cache=False) for t in c.inputs]
+        sources = [t.chunks(fill_cache=False) for t in c.inputs]
         if c.lower:
             sources.append(concat([_opener(t, None, None, False, False) for t in c.lower]))
         entries = compaction_mod.drop_obsolete(
-            merge(sources), self._smallest_snapshot(), compaction_mod.is_base_for(v, c.output_level)
+            chain.from_iterable(merge_chunks(sources)), self._smallest_snapshot(), compaction_mod.is_base_for(v, c.output_level)
         )
         outputs = self._write_table(None, entries, split=True)
         with self._state_lock:
@@ -814,11 +816,13 @@ class Engine:
             if not tables:
                 return
             out_level = max(1, v.deepest_nonempty())
-            sources = [t.iter(fill_cache=False) for t in v.levels[0]]
+            sources = [t.chunks(fill_cache=False) for t in v.levels[0]]
             for level in range(1, MAX_LEVELS):
                 if v.levels[level]:
                     sources.append(concat([_opener(t, None, None, False, False) for t in v.levels[level]]))
-            entries = compaction_mod.drop_obsolete(merge(sources), self._smallest_snapshot(), lambda key: True)
+            entries = compaction_mod.drop_obsolete(
+                chain.from_iterable(merge_chunks(sources)), self._smallest_snapshot(), lambda key: True
+            )
             outputs = self._write_table(None, entries, split=True)
             with self._state_lock:
                 edit = {
@@ -943,7 +947,7 @@ class Engine:
 
 def _opener(
     t: TableReader, start: Optional[bytes], stop: Optional[bytes], reverse: bool, fill_cache: bool = True
-) -> Callable[[], Iterator[Entry]]:
-    """Open ``t``'s iterator later (when `concat` reaches it). Compactions pass ``fill_cache=False`` so one
+) -> Callable[[], Iterator[list[Entry]]]:
+    """Open ``t``'s chunks later (when `concat` reaches it). Compactions pass ``fill_cache=False`` so one
     merge does not evict every block point lookups use."""
-    return lambda: t.iter(start, stop, reverse, fill_cache=fill_cache)
+    return lambda: t.chunks(start, stop, reverse, fill_cache=fill_cache)

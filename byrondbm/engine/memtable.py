@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from itertools import islice
+from itertools import chain, islice
 from typing import Union
 
 from sortedcontainers import SortedList
@@ -32,6 +32,7 @@ from sortedcontainers import SortedList
 from .records import Entry
 
 CHUNK = 128
+FIRST_CHUNK = 32
 ENTRY_OVERHEAD = 48  # bytes charged per entry on top of key and value, so tiny entries still fill it
 
 Versions = Union[Entry, list]
@@ -122,7 +123,12 @@ class Memtable:
         return self._keys
 
     def iter(self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False) -> Iterator[Entry]:
-        """Every entry with ``start <= key < stop`` in entry order (or its exact reverse).
+        """Every entry with ``start <= key < stop`` in entry order (or its exact reverse): `chunks`, flat."""
+        return chain.from_iterable(self.chunks(start, stop, reverse))
+
+    def chunks(self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False) -> Iterator[list[Entry]]:
+        """`iter`'s entries as lists of the entries of up to `CHUNK` keys (the first of `FIRST_CHUNK`, so
+        a short scan copies little).
 
         Safe while writers insert: each chunk of keys is read after a fold, under the memtable's lock;
         every key written before the first chunk is seen, later ones may or may not be, so callers filter
@@ -132,24 +138,29 @@ class Memtable:
         lo, hi = start, stop
         lo_inclusive = True
         hi_inclusive = False
+        size = FIRST_CHUNK
         while True:
             with self._fold_lock:
-                keys = list(islice(self._fold().irange(lo, hi, (lo_inclusive, hi_inclusive), reverse), CHUNK))
-                chunk = [get(k) for k in keys]
-                chunk = [e[:] if type(e) is list else e for e in chunk]
-            for e in chunk:
-                if type(e) is not list:
-                    yield e  # type: ignore[misc]
-                elif reverse:
-                    yield from e  # oldest first
-                else:
-                    yield from reversed(e)
-            if len(keys) < CHUNK:
+                keys = list(islice(self._fold().irange(lo, hi, (lo_inclusive, hi_inclusive), reverse), size))
+                found = [get(k) for k in keys]
+                if any(type(e) is list for e in found):
+                    chunk = []
+                    for e in found:
+                        if type(e) is not list:
+                            chunk.append(e)
+                        elif reverse:
+                            chunk += e  # oldest first
+                        else:
+                            chunk += reversed(e)  # type: ignore[arg-type]
+                    found = chunk
+            yield found  # type: ignore[misc]
+            if len(keys) < size:
                 return
             if reverse:
                 hi, hi_inclusive = keys[-1], False
             else:
                 lo, lo_inclusive = keys[-1], False
+            size = CHUNK
 
     def sorted_entries(self) -> Iterator[Entry]:
         """All entries in entry order, for a flush (the memtable no longer changes then).

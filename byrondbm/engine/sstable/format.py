@@ -4,7 +4,7 @@ Byte layout of a table file (all integers little-endian)::
 
     [large-value run]* [data block]   ... repeated, in key order   (the "data area", data_size bytes)
     filter block                       bloom filter over the distinct keys        (see bloom.py)
-    hash index block                   hash of key -> data block, restart point   (see hash_index.py)
+    hash index block                   hash of key -> data block, entry           (see hash_index.py)
     index block                        last key of each data block -> handle      (see block.py)
     properties block                   the TableProperties fields                 (below)
     footer                             FOOTER_SIZE = 64 bytes                     (below)
@@ -30,7 +30,7 @@ Properties block contents::
 Footer (64 bytes)::
 
     index handle (u64, u32) | filter handle (u64, u32) | hash index handle (u64, u32) |
-    properties handle (u64, u32) | format version u32 (2) | magic u64 | crc32 of the preceding 60 bytes u32
+    properties handle (u64, u32) | format version u32 (3) | magic u64 | crc32 of the preceding 60 bytes u32
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ from typing import NamedTuple
 
 from ...errors import CorruptionError
 
-FORMAT_VERSION = 2
-"""2: the hash index names restart points, restart interval 4 (1: it named blocks, interval 16)."""
+FORMAT_VERSION = 3
+"""3: data blocks stored as columns, the hash index names entries (2: delta-encoded rows with restart
+points every 4, the hash index named restart points; 1: it named blocks, restarts every 16)."""
 MAGIC = int.from_bytes(b"BYRONSST", "little")
 
 BLOCK_DATA = 1

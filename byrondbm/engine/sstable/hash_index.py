@@ -1,6 +1,6 @@
-"""Hash index: hash of a key -> the data block *and restart point* where its newest version starts, so a
-point lookup usually skips the binary searches of the index and of the block's restart points, and decodes
-only the entries from that restart point on (an empty bucket proves the key absent without reading a block).
+"""Hash index: hash of a key -> the data block *and entry* where its newest version starts, so a point lookup
+usually skips the binary searches of the index and of the block, and decodes only the entry it returns (an
+empty bucket proves the key absent without reading a block).
 
 Hash index block contents::
 
@@ -8,10 +8,10 @@ Hash index block contents::
 
 The bucket of a key is ``h2 & (2**log2 - 1)`` where ``(h1, h2) = key_hashes(key)``; there is one bucket
 per distinct key rounded up to a power of two. A bucket holds EMPTY (all ones: no key of the table hashes
-here) or the *slot* ``block × stride + restart`` of the restart interval holding the first entry of the
-first key (in table order) that hashes there; ``stride`` is the largest number of restart points of any
+here) or the *slot* ``block × stride + entry`` of the first entry of the first key (in table order) that
+hashes there (``entry`` its index in the block); ``stride`` is the largest number of entries of any
 data block. So a bucket is a hint, not a proof: when the key is not found from the slot, the reader falls
-back to binary searches of the index's last keys and of the block's restart points. (Keeping the first key
+back to binary searches of the index's last keys and of the block's keys. (Keeping the first key
 rather than marking collisions sends 21–37 % of present keys to the fallback instead of 39–63 %.)
 Width 2 is used while ``blocks × stride`` is at most 65 534, 4 beyond.
 """
@@ -40,10 +40,10 @@ def _empty_marker(width: int) -> int:
 
 def build_hash_index(h2s: Sequence[int], slots: Sequence[int], stride: int, num_blocks: int) -> bytes:
     """Hash index block contents for distinct keys, in table order, with second hash halves ``h2s[i]`` whose
-    first entry is in slot ``slots[i]`` (``block × stride + restart``). Cost: O(keys) Python steps."""
+    first entry is in slot ``slots[i]`` (``block × stride + entry``). Cost: O(keys) Python steps."""
     num_slots = num_blocks * stride
     if num_slots > MAX_U32_SLOTS:
-        raise ValueError(f"table of {num_blocks} blocks of {stride} restart points is too large")
+        raise ValueError(f"table of {num_blocks} blocks of {stride} entries is too large")
     width = 2 if num_slots <= MAX_U16_SLOTS else 4
     empty = _empty_marker(width)
     log2 = max(0, (len(h2s) - 1).bit_length())
@@ -82,7 +82,7 @@ class HashIndex:
         self._mask = (1 << log2) - 1
         self._num_slots = num_slots
         self.stride: int = stride
-        """Slots per data block: a slot is ``block × stride + restart``."""
+        """Slots per data block: a slot is ``block × stride + entry``."""
         self._empty = _empty_marker(width)
         self._path = path
 

@@ -2,8 +2,9 @@
 
 Opening reads and checks the footer, properties, index, filter and hash index and keeps them in memory
 (the last keys + ~12 bytes a block, bits_per_key/8 + 2..8 bytes a key). Data blocks are read with
-`os.pread` on demand and CRC-checked; a point lookup decodes only the entries from a restart point to its
-key, and caches the block's bytes; an iterator decodes whole blocks and caches them decoded.
+`os.pread` on demand and CRC-checked; a point lookup decodes only the entry it returns (the hash index names
+its position in the block), and caches the block's bytes; an iterator decodes whole blocks and caches them
+decoded.
 
 The file descriptor lives as long as the reader: `close()` or, failing that, garbage collection closes it
 (`weakref.finalize`). The engine may unlink the file earlier; POSIX keeps it readable while open.
@@ -17,22 +18,12 @@ import weakref
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
-from itertools import pairwise
+from itertools import chain, pairwise
 from zlib import crc32
 
 from ...errors import CorruptionError, error
 from ..records import Entry
-from .block import (
-    NEXT_BLOCK,
-    RESTART_SHIFT,
-    BlockEntry,
-    DecodedBlock,
-    LargeValue,
-    decode_block,
-    decode_index,
-    find_in_block,
-    restart_offsets,
-)
+from .block import NEXT_BLOCK, BlockEntry, DecodedBlock, LargeValue, decode_block, decode_index, find_in_block
 from .bloom import BloomFilter, key_hashes
 from .cache import BLOCK_BITS, BlockCache, decoded_charge, raw_charge
 from .format import (
@@ -127,9 +118,9 @@ class TableReader:
     def get(self, key: bytes, hashes: tuple[int, int], read_negseq: int) -> Entry | None:
         """The newest entry of ``key`` with ``negseq >= read_negseq``, a tombstone included, or None.
 
-        Cost: bloom probes, one hash bucket, one cache probe, then the entries from a restart point to the
-        key (at most RESTART_INTERVAL when the bucket's slot is exact, else after two binary searches); on
-        a cache miss one pread + CRC of the block, whose bytes are then cached.
+        Cost: bloom probes, one hash bucket, one cache probe, then O(1) in the block when the bucket's slot is
+        exact (else two binary searches); on a cache miss one pread + CRC of the block, whose bytes are then
+        cached.
         """
         if self._closed:
             raise error(f"table {self.path} is closed")
@@ -149,13 +140,13 @@ class TableReader:
             return None
         # The bucket names the slot of the first key hashing there, at or before this key's slot: right
         # when its block is the one where this key would start; else search the index and the block.
-        b, restart = divmod(slot, self._stride)
+        b, hint = divmod(slot, self._stride)
         keys = self._last_keys
         if key > keys[b] or (b and keys[b - 1] >= key):
             b = bisect_left(keys, key)
             if b == self._num_blocks:
                 return None
-            restart = -1
+            hint = -1
         entry: BlockEntry | bool | None
         entries: list[BlockEntry]
         while True:  # more than once only when the key's versions continue into the next block
@@ -163,7 +154,7 @@ class TableReader:
             if block is None:
                 block = self._load_raw(b)
             if block.__class__ is bytes:
-                entry = find_in_block(block, self._sizes[b], key, read_negseq, restart, self.path)  # type: ignore[arg-type]
+                entry = find_in_block(block, self._sizes[b], key, read_negseq, hint, self.path)  # type: ignore[arg-type]
             else:
                 entries = block[0]  # type: ignore[index]
                 i = bisect_left(entries, (key, read_negseq))
@@ -173,7 +164,7 @@ class TableReader:
             b += 1
             if b == self._num_blocks:
                 return None
-            restart = 0
+            hint = 0
         if entry is None:
             return None
         if entry[2].__class__ is LargeValue:  # type: ignore[index]
@@ -183,8 +174,14 @@ class TableReader:
     def iter(
         self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False, *, fill_cache: bool = True
     ) -> Iterator[Entry]:
-        """Entries with ``start <= key < stop`` in entry order, or exactly reversed. Lazy: blocks are read
-        as the consumer advances; large values come back as bytes.
+        """Entries with ``start <= key < stop`` in entry order, or exactly reversed: `chunks`, flat."""
+        return chain.from_iterable(self.chunks(start, stop, reverse, fill_cache=fill_cache))
+
+    def chunks(
+        self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False, *, fill_cache: bool = True
+    ) -> Iterator[list[Entry]]:
+        """`iter`'s entries as one list per data block. Lazy: blocks are read as the consumer advances;
+        large values come back as bytes.
 
         ``fill_cache=False`` (for compactions and other one-pass reads) still uses cached blocks but does not
         cache the blocks it reads, so it does not evict the blocks point lookups need.
@@ -195,20 +192,24 @@ class TableReader:
             return iter(())
         return self._backward(start, stop, fill_cache) if reverse else self._forward(start, stop, fill_cache)
 
-    def _forward(self, start: bytes | None, stop: bytes | None, fill: bool) -> Iterator[Entry]:
+    def _forward(self, start: bytes | None, stop: bytes | None, fill: bool) -> Iterator[list[Entry]]:
         keys = self._last_keys
         b = 0 if start is None else bisect_left(keys, start)
         while b < self._num_blocks:
-            entries, has_large = self._block(b, fill) if start is None else self._seek_block(b, start, fill)
+            entries, has_large = self._block(b, fill) if start is None else self._seek_block(b, fill)
             i = 0 if start is None else bisect_left(entries, (start,))
             j = len(entries) if stop is None or keys[b] < stop else bisect_left(entries, (stop,))
-            yield from self._resolved(entries[i:j]) if has_large else entries[i:j]  # type: ignore[misc]
+            part = entries[i:j] if i or j < len(entries) else entries
+            if has_large:
+                yield from self._resolved(part)
+            else:
+                yield part
             if j < len(entries):
                 return
             start = None
             b += 1
 
-    def _backward(self, start: bytes | None, stop: bytes | None, fill: bool) -> Iterator[Entry]:
+    def _backward(self, start: bytes | None, stop: bytes | None, fill: bool) -> Iterator[list[Entry]]:
         b = self._num_blocks - 1 if stop is None else min(bisect_left(self._last_keys, stop), self._num_blocks - 1)
         while b >= 0:
             entries, has_large = self._block(b, fill)
@@ -216,19 +217,20 @@ class TableReader:
             j = len(entries) if stop is None else bisect_left(entries, (stop,))
             part = entries[i:j]
             part.reverse()
-            yield from self._resolved(part) if has_large else part  # type: ignore[misc]
+            if has_large:
+                yield from self._resolved(part)
+            else:
+                yield part
             if i > 0:
                 return
             stop = None
             b -= 1
 
-    def _resolved(self, entries: list) -> Iterator[Entry]:
+    def _resolved(self, entries: list) -> Iterator[list[Entry]]:
+        """``entries`` one a chunk, each large value read as its chunk is reached (a scan holds one)."""
         read_large = self._read_large
-        for entry in entries:
-            if entry[2].__class__ is LargeValue:
-                yield (entry[0], entry[1], read_large(entry[2]))
-            else:
-                yield entry
+        for e in entries:
+            yield [(e[0], e[1], read_large(e[2]))] if e[2].__class__ is LargeValue else [e]
 
     def _block(self, b: int, fill: bool = True) -> DecodedBlock:
         """Data block ``b``, decoded: from the cache, else decoded from its cached bytes or from the file,
@@ -245,10 +247,10 @@ class TableReader:
             self._cache.put(self._cache_base + b, decoded, decoded_charge(size, len(decoded[0])))
         return decoded
 
-    def _seek_block(self, b: int, start: bytes, fill: bool) -> DecodedBlock:
-        """Data block ``b`` decoded from the last restart point below ``start`` (a seek's first block):
-        the cached decoded block if there is one, else decoded from its cached bytes or the file, whose
-        bytes are then cached if ``fill`` (a seek reads half a block on average; a full decode is ~20 µs)."""
+    def _seek_block(self, b: int, fill: bool) -> DecodedBlock:
+        """Data block ``b`` decoded for a seek's first block: the cached decoded block if there is one, else
+        decoded from its cached bytes or the file, whose bytes (not the decoded entries: a seek reads half a
+        block on average, and a decode is cheap) are then cached if ``fill``."""
         if self._closed:
             raise error(f"table {self.path} is closed")
         block = self._cache_get(self._cache_base + b)
@@ -256,7 +258,7 @@ class TableReader:
             return block  # type: ignore[return-value]
         if block is None:
             block = self._load_raw(b) if fill else self._read(self._offsets[b], self._sizes[b], BLOCK_DATA)
-        return decode_block(block, self._sizes[b], self.path, start)  # type: ignore[arg-type]
+        return decode_block(block, self._sizes[b], self.path)  # type: ignore[arg-type]
 
     def _load_raw(self, b: int) -> bytes:
         """Read and verify data block ``b`` and cache its bytes (contents + trailer) for point lookups:
@@ -297,14 +299,8 @@ class TableReader:
             offset, size = self._offsets[b], self._sizes[b]
             raw = self._read(offset, size, BLOCK_DATA)
             entries = decode_block(raw, size, path)[0]
-            restarts = restart_offsets(raw, size)
-            if (
-                restarts[0] != 0
-                or any(x >= y for x, y in pairwise(restarts))
-                or len(restarts) != -(-len(entries) >> RESTART_SHIFT)
-                or len(restarts) > self._stride
-            ):
-                raise CorruptionError(f"data block {b} has a bad restart array", path)
+            if len(entries) > self._stride:
+                raise CorruptionError(f"data block {b} has more entries than the hash index allows", path)
             for i, (key, negseq, value) in enumerate(entries):
                 if prev is not None and (key, negseq) <= prev:
                     raise CorruptionError(f"entries out of order in data block {b}", path)
@@ -314,7 +310,7 @@ class TableReader:
                     hashes = key_hashes(key)
                     if not self._bloom.may_contain(hashes):
                         raise CorruptionError(f"bloom filter misses a key of data block {b}", path)
-                    if not 0 <= self._hash_index.lookup(hashes[1]) <= b * self._stride + (i >> RESTART_SHIFT):
+                    if not 0 <= self._hash_index.lookup(hashes[1]) <= b * self._stride + i:
                         raise CorruptionError(f"hash index misplaces a key of data block {b}", path)
                 prev = (key, negseq)
                 if value is None:

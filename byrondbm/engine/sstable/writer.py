@@ -2,7 +2,7 @@
 
 Writes go through a 1 MiB buffer; a large value goes out as its chunk run as soon as it is added, so it
 lands before the data block that refers to it. Memory: one data block, the buffer, and 24 bytes per
-distinct key (hashes, block and restart numbers for the filter and the hash index, built in `finish`).
+distinct key (hashes, block and entry numbers for the filter and the hash index, built in `finish`).
 """
 
 from __future__ import annotations
@@ -17,17 +17,8 @@ from mmh3 import hash64
 
 from ...errors import error
 from ...options import Options
-from ..records import Entry, encode_varint
-from .block import (
-    KIND_LARGE,
-    KIND_TOMBSTONE,
-    KIND_VALUE,
-    LARGE_REF,
-    RESTART_MASK,
-    RESTART_SHIFT,
-    TAG,
-    encode_index,
-)
+from ..records import Entry
+from .block import ENTRY_OVERHEAD_4, KIND_LARGE, KIND_TOMBSTONE, KIND_VALUE, LARGE_REF, encode_block, encode_index, encoded_size
 from .bloom import build_filter
 from .format import (
     BLOCK_CHUNK,
@@ -67,10 +58,11 @@ class TableWriter:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
         self._buf = bytearray()
         self._written = 0
-        # The data block being built: its parts, restart offsets, entry count and bytes (restarts excluded).
-        self._parts: list[bytes] = []
-        self._restarts: list[int] = []
-        self._count = 0
+        # The data block being built, as its columns, and its size if written with 4-byte offsets.
+        self._keys: list[bytes] = []
+        self._values: list[bytes] = []
+        self._seqs: list[int] = []
+        self._kinds = bytearray()
         self._size = 0
         self._index_keys: list[bytes] = []
         self._index_offsets: list[int] = []
@@ -78,10 +70,10 @@ class TableWriter:
         self._h1s = array("Q")
         self._h2s = array("Q")
         self._key_blocks = array("I")
-        self._key_restarts = array("I")
+        self._key_entries = array("I")
         self._block_keys: list[bytes] = []  # distinct keys starting in the current block, hashed at its end
-        self._block_key_restarts: list[int] = []
-        self._stride = 1  # the most restart points of any block so far
+        self._block_key_entries: list[int] = []  # the index of each one's first entry in the block
+        self._stride = 1  # the most entries of any block so far
         self._last_key: bytes | None = None
         self._last_negseq = 0
         self._smallest = b""
@@ -98,11 +90,11 @@ class TableWriter:
         """Bytes written and buffered so far, the unfinished data block included."""
         if self._pending:
             self._drain()
-        return self._written + len(self._buf) + (self._size + 4 * len(self._restarts) + 4 if self._count else 0)
+        return self._written + len(self._buf) + (encoded_size(self._keys, self._values) if self._keys else 0)
 
     @property
     def num_entries(self) -> int:
-        return self._num_entries + len(self._pending)
+        return self._num_entries + len(self._keys) + len(self._pending)
 
     def add(self, key: bytes, negseq: int, value: bytes | None) -> None:
         """Append one entry; it must come strictly after the previous one in entry order (else ValueError,
@@ -126,8 +118,9 @@ class TableWriter:
 
         With ``limit >= 0``, stop at the first entry of a new key once `file_size` has reached ``limit``
         and return it, not added (so a caller can start the next table there); else return None once
-        every entry is in. Cost: ~2 µs an entry (16-byte keys, 100-byte values), plus ~1 µs a distinct
-        key in `finish` for the filter and the hash index: the loop keeps the block in local variables.
+        every entry is in. Cost: ~1 µs an entry (16-byte keys, 100-byte values), plus ~1 µs a distinct
+        key in `finish` for the filter and the hash index: the loop keeps the block in local variables and
+        appends to its columns; the block is laid out by `encode_block` in C-level passes.
         """
         if self._pending:
             self._drain()
@@ -142,7 +135,8 @@ class TableWriter:
         self._encode(pending, -1)
 
     def _encode(self, entries: Iterable[Entry], limit: int) -> Entry | None:
-        """The loop of `add_many`: checks and encodes entries, cutting blocks as they fill."""
+        """The loop of `add_many`: checks entries and appends them to the block's columns, cutting blocks
+        as they fill."""
         if self._finished:
             raise error(f"table writer for {self.path} is finished")
         if limit < 0:
@@ -150,18 +144,12 @@ class TableWriter:
         max_seq_allowed = MAX_STORED_SEQ
         block_size = self._block_size
         large = self._large_threshold
-        pack_tag = TAG.pack
-        parts = self._parts
-        restarts = self._restarts
+        keys, values, seqs, kinds = self._keys, self._values, self._seqs, self._kinds
         block_keys = self._block_keys
-        block_key_restarts = self._block_key_restarts
-        count = self._count
+        block_key_entries = self._block_key_entries
         size = self._size
         last = self._last_key
         last_negseq = self._last_negseq
-        entries_added = deletions = 0
-        min_seq = self._min_seq
-        max_seq = self._max_seq
         base = self._offset()  # bytes before the current block
         try:
             for key, negseq, value in entries:
@@ -171,7 +159,6 @@ class TableWriter:
                 if key == last:
                     if negseq <= last_negseq:
                         raise ValueError(f"table entries out of order: {key!r} seq {seq} after seq {-last_negseq}")
-                    shared = len(key) if count & RESTART_MASK else 0
                 else:
                     if last is None:
                         self._smallest = key
@@ -179,65 +166,34 @@ class TableWriter:
                         raise ValueError(f"table entries out of order: key {key!r} after {last!r}")
                     elif base + size >= limit:
                         return (key, negseq, value)
-                    if count & RESTART_MASK:  # the common prefix, in C: XOR as integers, count equal bytes
-                        n = min(len(key), len(last))  # type: ignore[arg-type]
-                        x = int.from_bytes(last[:n], "big") ^ int.from_bytes(key[:n], "big")  # type: ignore[index]
-                        shared = n - ((x.bit_length() + 7) >> 3)
-                    else:
-                        shared = 0
                     block_keys.append(key)
-                    block_key_restarts.append(count >> RESTART_SHIFT)
+                    block_key_entries.append(len(keys))
                     last = key
                 last_negseq = negseq
                 if value is None:
-                    tag = seq << 2 | KIND_TOMBSTONE
+                    kinds.append(KIND_TOMBSTONE)
                     value = b""
-                    deletions += 1
                 elif len(value) > large:
-                    tag = seq << 2 | KIND_LARGE
+                    kinds.append(KIND_LARGE)
                     value = LARGE_REF.pack(self._write_run(value), len(value))
                     base = self._offset()
                 else:
-                    tag = seq << 2 | KIND_VALUE
-                if not count & RESTART_MASK:
-                    restarts.append(size)
-                unshared = len(key) - shared
-                vlen = len(value)
-                if (shared | unshared | vlen) < 0x80:
-                    header = bytes((shared, unshared, vlen))
-                elif (shared | unshared) < 0x80 and vlen < 0x4000:
-                    header = bytes((shared, unshared, vlen & 0x7F | 0x80, vlen >> 7))
-                else:
-                    header = encode_varint(shared) + encode_varint(unshared) + encode_varint(vlen)
-                parts += (header, key[shared:] if shared else key, pack_tag(tag), value)
-                size += len(header) + unshared + 8 + vlen
-                count += 1
-                entries_added += 1
-                if seq < min_seq:  # noqa: PLR1730 - cheaper than min() on the hot path
-                    min_seq = seq
-                if seq > max_seq:  # noqa: PLR1730
-                    max_seq = seq
+                    kinds.append(KIND_VALUE)
+                keys.append(key)
+                values.append(value)
+                seqs.append(seq)
+                size += len(key) + len(value) + ENTRY_OVERHEAD_4
                 if size >= block_size:
-                    self._count = count
                     self._last_key = last
                     self._finish_block()
-                    parts, restarts, block_keys, block_key_restarts = (
-                        self._parts,
-                        self._restarts,
-                        self._block_keys,
-                        self._block_key_restarts,
-                    )
-                    count = size = 0
+                    keys, values, seqs, kinds = self._keys, self._values, self._seqs, self._kinds
+                    block_keys, block_key_entries = self._block_keys, self._block_key_entries
+                    size = 0
                     base = self._offset()
         finally:  # the state after the last entry added
-            self._count = count
             self._size = size
             self._last_key = last
             self._last_negseq = last_negseq
-            self._num_entries += entries_added
-            self._num_deletions += deletions
-            self._min_seq = min_seq
-            self._max_seq = max_seq
         return None
 
     def finish(self) -> TableProperties:
@@ -246,13 +202,13 @@ class TableWriter:
             self._drain()
         if self._last_key is None:
             raise ValueError(f"table {self.path} has no entries")
-        if self._count:
+        if self._keys:
             self._finish_block()
         data_size = self._offset()
         num_blocks = len(self._index_keys)
         filter_handle = self._write_block(build_filter(self._h1s, self._h2s, self._bits_per_key), BLOCK_FILTER)
         stride = self._stride
-        slots = [b * stride + r for b, r in zip(self._key_blocks, self._key_restarts)]
+        slots = [b * stride + i for b, i in zip(self._key_blocks, self._key_entries)]
         hash_handle = self._write_block(build_hash_index(self._h2s, slots, stride, num_blocks), BLOCK_HASH_INDEX)
         index = encode_index(self._index_keys, self._index_offsets, self._index_sizes)
         index_handle = self._write_block(index, BLOCK_INDEX)
@@ -297,27 +253,27 @@ class TableWriter:
         return self._written + len(self._buf)
 
     def _finish_block(self) -> None:
-        """Write the block being built (``_count`` entries ending with ``_last_key``) and start the next."""
+        """Write the block being built (ending with ``_last_key``), account for its entries and start the next."""
         keys = self._block_keys
         hashes = [hash64(key, signed=False) for key in keys]
         self._h1s.extend([h[0] for h in hashes])
         self._h2s.extend([h[1] for h in hashes])
         self._key_blocks.extend(repeat(len(self._index_keys), len(keys)))
-        self._key_restarts.extend(self._block_key_restarts)
-        restarts = self._restarts
-        self._stride = max(self._stride, len(restarts))
-        parts = self._parts
-        parts.append(struct.pack(f"<{len(restarts)}I", *restarts))
-        parts.append(_U32.pack(len(restarts)))
+        self._key_entries.extend(self._block_key_entries)
+        seqs = self._seqs
+        n = len(seqs)
+        self._stride = max(self._stride, n)
+        self._num_entries += n
+        self._num_deletions += n - self._kinds.count(KIND_VALUE) - self._kinds.count(KIND_LARGE)
+        self._min_seq = min(self._min_seq, min(seqs))
+        self._max_seq = max(self._max_seq, max(seqs))
         self._index_keys.append(self._last_key)  # type: ignore[arg-type]
-        handle = self._write_block(b"".join(parts), BLOCK_DATA)
+        handle = self._write_block(encode_block(self._keys, self._values, seqs, self._kinds), BLOCK_DATA)
         self._index_offsets.append(handle.offset)
         self._index_sizes.append(handle.size)
-        self._parts = []
-        self._restarts = []
+        self._keys, self._values, self._seqs, self._kinds = [], [], [], bytearray()
         self._block_keys = []
-        self._block_key_restarts = []
-        self._count = 0
+        self._block_key_entries = []
         self._size = 0
 
     def _write_block(self, contents: bytes, block_type: int) -> Handle:
