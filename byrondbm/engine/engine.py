@@ -164,6 +164,7 @@ class Engine:
         self.counters = collections.Counter()  # flushes, compactions, bytes written, retired bloom counts
         self._max_imms = options.max_immutable_memtables
         self._l0_stop = options.l0_stop_trigger
+        self._l0_slowdown = options.l0_slowdown_trigger
         self._memtable_size = options.memtable_size
         self._throttle = False  # set when a compactor thread runs: it is what a slowed writer waits for
 
@@ -367,7 +368,7 @@ class Engine:
             self._check_writable()
         if not ops:
             return
-        if self._throttle and len(self._version.levels[0]) >= self.options.l0_slowdown_trigger:
+        if self._throttle and len(self._version.levels[0]) >= self._l0_slowdown:
             time.sleep(0.001)  # let the compactor catch up before L0 stops writes
         with self._write_lock:
             if self._closed:
@@ -554,40 +555,53 @@ class Engine:
         if prefix is not None:
             start, stop = prefix_bounds(prefix, start, stop)
         pinned, v = self.pin()
+        read_seq = pinned if seq is None else seq
         holder: list[weakref.finalize] = []
-        gen = self._iterate(v, start, stop, reverse, pinned if seq is None else seq, holder)
-        holder.append(weakref.finalize(gen, self.unpin, pinned))  # unpins even if never started
+        gen: Iterator[tuple[bytes, bytes]]
+        if start is not None and stop is not None and start >= stop:
+            gen = self._nothing(holder)
+        elif reverse:
+            gen = self._reverse(v, start, stop, read_seq, holder)
+        else:
+            try:
+                sources = self._sources(v, start, stop, False)
+            except BaseException:
+                self.unpin(pinned)
+                raise
+            # The forward scan is merge_visible's own generator (no wrapper: one frame less a pair); it
+            # calls the holder's unpin when it ends, and the finalizer unpins one never started or dropped.
+            gen = merge_visible(sources, -read_seq, self._alive, holder)
+        holder.append(weakref.finalize(gen, self.unpin, pinned))
         return gen
 
-    def _iterate(
-        self,
-        v: Version,
-        start: Optional[bytes],
-        stop: Optional[bytes],
-        reverse: bool,
-        read_seq: int,
-        unpin: list[weakref.finalize],
-    ) -> Iterator[tuple[bytes, bytes]]:
-        try:
-            if start is not None and stop is not None and start >= stop:
-                return
-            sources: list[Iterator[list[Entry]]] = [v.mem.chunks(start, stop, reverse)]
-            sources += [m.chunks(start, stop, reverse) for m in v.imms]
-            sources += [t.chunks(start, stop, reverse) for t in v.levels[0]]
-            for level in range(1, MAX_LEVELS):
-                tables = v.level_range(level, start, stop)
-                if reverse:
-                    tables.reverse()
-                if tables:
-                    sources.append(concat([_opener(t, start, stop, reverse) for t in tables]))
+    def _sources(self, v: Version, start: Optional[bytes], stop: Optional[bytes], reverse: bool) -> list[Iterator[list[Entry]]]:
+        """Chunked sources of ``[start, stop)``, newest first: memtables, L0 tables, then one per level."""
+        sources: list[Iterator[list[Entry]]] = [v.mem.chunks(start, stop, reverse)]
+        sources += [m.chunks(start, stop, reverse) for m in v.imms]
+        sources += [t.chunks(start, stop, reverse) for t in v.levels[0]]
+        for level in range(1, MAX_LEVELS):
+            tables = v.level_range(level, start, stop)
             if reverse:
-                flat = [chain.from_iterable(s) for s in sources]
-                for item in visible(merge(flat, reverse), -read_seq, reverse):
-                    if self._closed:
-                        raise error("database was closed during iteration")
-                    yield item
-            else:
-                yield from merge_visible(sources, -read_seq, self._alive)
+                tables.reverse()
+            if tables:
+                sources.append(concat([_opener(t, start, stop, reverse) for t in tables]))
+        return sources
+
+    @staticmethod
+    def _nothing(unpin: list[weakref.finalize]) -> Iterator[tuple[bytes, bytes]]:
+        unpin[0]()
+        yield from ()
+
+    def _reverse(
+        self, v: Version, start: Optional[bytes], stop: Optional[bytes], read_seq: int, unpin: list[weakref.finalize]
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """A reverse scan: a heap merge of the sources' reversed streams (visible keeps the newest version)."""
+        try:
+            flat = [chain.from_iterable(s) for s in self._sources(v, start, stop, True)]
+            for item in visible(merge(flat, True), -read_seq, True):
+                if self._closed:
+                    raise error("database was closed during iteration")
+                yield item
         finally:
             unpin[0]()
 

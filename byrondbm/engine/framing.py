@@ -23,6 +23,7 @@ from ..errors import CorruptionError
 
 HEADER = struct.Struct("<IIB")
 _LENTYPE = struct.Struct("<IB")
+_CRC = struct.Struct("<I")
 HEADER_SIZE = HEADER.size  # 9
 MAX_RECORD = (1 << 32) - 1
 
@@ -30,7 +31,7 @@ MAX_RECORD = (1 << 32) - 1
 def frame(rtype: int, payload: bytes) -> bytes:
     """One framed record. Cost: one pass of crc32 over the payload, one copy."""
     lentype = _LENTYPE.pack(len(payload), rtype)
-    return b"".join((struct.pack("<I", zlib.crc32(payload, zlib.crc32(lentype))), lentype, payload))
+    return b"".join((_CRC.pack(zlib.crc32(payload, zlib.crc32(lentype))), lentype, payload))
 
 
 def _valid_at(data: bytes | memoryview, pos: int, size: int) -> int:

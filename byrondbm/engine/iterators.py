@@ -105,22 +105,29 @@ def merge_chunks(sources: Sequence[Chunks]) -> Iterator[list[Entry]]:
         yield from it
 
 
-def merge_visible(sources: Sequence[Chunks], read_negseq: int, alive: list[bool]) -> Iterator[Tuple[bytes, bytes]]:
+def merge_visible(
+    sources: Sequence[Chunks], read_negseq: int, alive: list[bool], release: Sequence[Callable[[], object]] = ()
+) -> Iterator[Tuple[bytes, bytes]]:
     """`visible` of the forward merge of chunked ``sources`` (`merge_chunks`): the scan hot path.
 
     Raises `error` once ``alive[0]`` is False (the database was closed), at the next pair it would yield.
+    Calls each of ``release`` once it ends, however it ends (the engine's unpin).
     Cost: `merge_chunks`, plus a few Python steps an entry.
     """
-    prev: Optional[bytes] = None
-    for batch in merge_chunks(sources):
-        for key, negseq, value in batch:
-            if negseq < read_negseq or key == prev:
-                continue
-            prev = key
-            if value is not None:
-                if not alive[0]:
-                    raise error("database was closed during iteration")
-                yield key, value
+    try:
+        prev: Optional[bytes] = None
+        for batch in merge_chunks(sources):
+            for key, negseq, value in batch:
+                if negseq < read_negseq or key == prev:
+                    continue
+                prev = key
+                if value is not None:
+                    if not alive[0]:
+                        raise error("database was closed during iteration")
+                    yield key, value
+    finally:
+        for done in release:
+            done()
 
 
 def prefix_bounds(prefix: bytes, start: bytes | None, stop: bytes | None) -> tuple[bytes | None, bytes | None]:

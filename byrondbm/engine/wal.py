@@ -82,7 +82,9 @@ class LogWriter:
     def _append(self, data: bytes) -> None:
         """Write ``data`` whole, or cut what reached the file back off and re-raise."""
         try:
-            write_all(self._fd, data)
+            n = os.write(self._fd, data)  # one call in the usual case (the hot path of every write)
+            if n != len(data):
+                write_all(self._fd, memoryview(data)[n:])
         except OSError:
             try:
                 os.ftruncate(self._fd, self._written)
