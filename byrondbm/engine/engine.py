@@ -679,7 +679,9 @@ class Engine:
         with self._state_lock:
             self._resolve(mem, self._version, len(self._version.imms) + 1)
         number = self._new_number()
-        entries = compaction_mod.drop_obsolete(mem.sorted_entries(), self._smallest_snapshot(), lambda key: False)
+        entries = mem.sorted_entries()
+        if not mem.one_version:  # else every key has one entry, and a flush keeps tombstones: nothing to drop
+            entries = compaction_mod.drop_obsolete(entries, self._smallest_snapshot(), lambda key: False)
         outputs = self._write_table(number, entries, split=False)
         with self._state_lock:
             cur = self._version

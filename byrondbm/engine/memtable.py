@@ -23,7 +23,7 @@ changes (flushes and compactions keep its meaning), so each resolution stays tru
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import chain, islice
 from typing import Union
 
@@ -54,6 +54,7 @@ class Memtable:
         self.prior_live = 0
         self.entries = 0
         self.max_seq = 0  # entries arrive in sequence order
+        self.one_version = True  # no key holds a list of versions (nothing for a flush to drop)
 
     def __len__(self) -> int:
         """Number of distinct keys."""
@@ -86,7 +87,11 @@ class Memtable:
                     m[key] = entry
             else:
                 was_live = old[2] is not None
-                m[key] = [old, entry] if keep_old else entry
+                if keep_old:
+                    m[key] = [old, entry]
+                    self.one_version = False
+                else:
+                    m[key] = entry
             self.live += (entry[2] is not None) - was_live
         value = entry[2]
         self.size += len(key) + (len(value) if value is not None else 0) + ENTRY_OVERHEAD
@@ -164,9 +169,14 @@ class Memtable:
 
     def sorted_entries(self) -> Iterator[Entry]:
         """All entries in entry order, for a flush (the memtable no longer changes then).
-        Cost: one sort of the keys not yet folded, then O(1) an entry."""
+        Cost: one sort of the keys not yet folded, then O(1) an entry (in C when every key has one version)."""
         with self._fold_lock:
             keys = self._fold()
+        if self.one_version:
+            return map(self._map.__getitem__, keys)  # type: ignore[arg-type]
+        return self._all_versions(keys)
+
+    def _all_versions(self, keys: Iterable[bytes]) -> Iterator[Entry]:
         get = self._map.get
         for key in keys:
             e = get(key)
@@ -190,3 +200,5 @@ class Memtable:
         assert live == self.live, (live, self.live)
         assert len(self.new_keys) == len(self._map)
         assert 0 <= self.resolved <= len(self.new_keys)
+        if self.one_version:
+            assert not any(type(e) is list for e in self._map.values())
