@@ -92,13 +92,13 @@ class Database(_Scan, MutableMapping[bytes, bytes]):
     # -- the dbm mapping
 
     def __getitem__(self, key: Key) -> bytes:
-        value = self._engine.get(to_bytes(key))
+        value = self._engine.get(key if type(key) is bytes else to_bytes(key))
         if value is None:
             raise KeyError(key)
         return value
 
     def get(self, key: Key, default: Any = None) -> Any:  # type: ignore[override]
-        value = self._engine.get(to_bytes(key))
+        value = self._engine.get(key if type(key) is bytes else to_bytes(key))
         return default if value is None else value
 
     def __setitem__(self, key: Key, value: Key) -> None:

@@ -492,7 +492,10 @@ class Engine:
             raise error("database is closed")
         if read_negseq is None:
             read_negseq = -self._last_seq
-        e = self._lookup(self._version, key, read_negseq, 0)
+        v = self._version
+        e = v.mem.get(key, read_negseq)  # the active memtable inline: the commonest hit of recent data
+        if e is None:
+            e = self._lookup(v, key, read_negseq, 1)
         return None if e is None else e[2]
 
     def _lookup(self, v: Version, key: bytes, read_negseq: int, skip_mems: int) -> Optional[Entry]:
@@ -501,7 +504,7 @@ class Engine:
             e = v.mem.get(key, read_negseq)
             if e is not None:
                 return e
-        for m in v.imms[max(skip_mems - 1, 0):]:
+        for m in v.imms[skip_mems - 1 :] if skip_mems > 1 else v.imms:
             e = m.get(key, read_negseq)
             if e is not None:
                 return e

@@ -61,7 +61,7 @@ def build_hash_index(h2s: Sequence[int], slots: Sequence[int], stride: int, num_
 class HashIndex:
     """A decoded hash index block; `lookup` is O(1): one array read and a comparison."""
 
-    __slots__ = ("_buckets", "_empty", "_mask", "_num_slots", "_path", "stride")
+    __slots__ = ("_empty", "_path", "buckets", "mask", "num_slots", "stride")
 
     def __init__(self, contents: bytes, num_blocks: int, path: str) -> None:
         if len(contents) < _HEADER.size:
@@ -78,9 +78,10 @@ class HashIndex:
         buckets.frombytes(contents[_HEADER.size :])
         if sys.byteorder == "big":
             buckets.byteswap()
-        self._buckets = buckets
-        self._mask = (1 << log2) - 1
-        self._num_slots = num_slots
+        self.buckets = buckets
+        """Read directly by `TableReader.get` (the fast path of `lookup`: a slot below ``num_slots``)."""
+        self.mask = (1 << log2) - 1
+        self.num_slots = num_slots
         self.stride: int = stride
         """Slots per data block: a slot is ``block × stride + entry``."""
         self._empty = _empty_marker(width)
@@ -88,9 +89,9 @@ class HashIndex:
 
     def lookup(self, h2: int) -> int:
         """The slot hinted for a key with second hash half ``h2``, or ABSENT."""
-        slot = self._buckets[h2 & self._mask]
-        if slot < self._num_slots:
+        slot = self.buckets[h2 & self.mask]
+        if slot < self.num_slots:
             return slot
         if slot == self._empty:
             return ABSENT
-        raise CorruptionError(f"hash index names slot {slot} of {self._num_slots}", self._path)
+        raise CorruptionError(f"hash index names slot {slot} of {self.num_slots}", self._path)

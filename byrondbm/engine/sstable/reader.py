@@ -105,6 +105,7 @@ class TableReader:
         self._hash_index = hash_index
         self._bloom_bits, self._bloom_m, self._bloom_probes = bloom.bits, bloom.m, bloom.probe_range
         self._lookup = hash_index.lookup
+        self._buckets, self._bucket_mask, self._num_slots = hash_index.buckets, hash_index.mask, hash_index.num_slots
         self._stride = hash_index.stride
         self._last_keys = keys
         self._offsets = array("Q", offsets)  # ~12 bytes a block, where lists of ints take ~80
@@ -135,8 +136,8 @@ class TableReader:
                 self.bloom_negatives += 1
                 return None
             h = (h + d) % m
-        slot = self._lookup(hashes[1])
-        if slot == ABSENT:
+        slot = self._buckets[hashes[1] & self._bucket_mask]  # HashIndex.lookup, inlined but for its rare cases
+        if slot >= self._num_slots and self._lookup(hashes[1]) == ABSENT:  # (an empty bucket, or damage: raises)
             return None
         # The bucket names the slot of the first key hashing there, at or before this key's slot: right
         # when its block is the one where this key would start; else search the index and the block.
