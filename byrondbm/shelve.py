@@ -35,7 +35,7 @@ class ByrondbmShelf(_std.BsdDbShelf):
     def reorganize(self) -> None:
         """Write back the cache, then reclaim the space of deleted and overwritten values (dbm.gnu's name)."""
         self.sync()
-        db = self.dict
+        db = self.dict  # type: ignore[attr-defined]  # shelve.Shelf sets it; typeshed does not declare it
         if not isinstance(db, Database):  # shelve swaps in a _ClosedDict on close
             raise ValueError("invalid operation on closed shelf")
         db.reorganize()

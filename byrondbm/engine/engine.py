@@ -161,7 +161,7 @@ class Engine:
         self._bg_wake = threading.Event()
         self._stopping = False
         self._bg_error: Optional[BaseException] = None
-        self.counters = collections.Counter()  # flushes, compactions, bytes written, retired bloom counts
+        self.counters: collections.Counter[str] = collections.Counter()  # flushes, compactions, bytes written, retired bloom counts
         self._max_imms = options.max_immutable_memtables
         self._l0_stop = options.l0_stop_trigger
         self._l0_slowdown = options.l0_slowdown_trigger
@@ -878,7 +878,7 @@ class Engine:
                 wal.flush()
             wal.sync()
         except OSError as e:
-            raise error(e.errno, f"fsync of the log failed: {e.strerror}", wal.path) from e
+            raise error(e.errno, f"fsync of the log failed: {e.strerror}", wal.path if wal else None) from e
 
     def close(self) -> None:
         """Stop the compactor, make the log durable, release the lock. Idempotent. Iterators still running

@@ -174,7 +174,8 @@ def read_current(directory: str) -> str:
     except OSError as e:
         raise CorruptionError(f"cannot read CURRENT ({e.strerror})", path) from None
     name = data.decode("ascii", "replace").strip()
-    if not data.endswith(b"\n") or filenames.parse(name) is None or filenames.parse(name)[0] != "manifest":
+    parsed = filenames.parse(name)
+    if not data.endswith(b"\n") or parsed is None or parsed[0] != "manifest":
         raise CorruptionError("CURRENT does not name a manifest", path)
     return name
 

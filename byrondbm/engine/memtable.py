@@ -106,16 +106,16 @@ class Memtable:
         if type(e) is list:
             for x in reversed(e):
                 if x[1] >= read_negseq:
-                    return x
+                    return x  # type: ignore[no-any-return]
             return None
-        return e if e[1] >= read_negseq else None
+        return e if e[1] >= read_negseq else None  # type: ignore[return-value]
 
     def newest(self, key: bytes) -> Entry | None:
         """Newest entry of ``key`` whatever its sequence number."""
         e = self._map.get(key)
         if type(e) is list:
-            return e[-1]
-        return e
+            return e[-1]  # type: ignore[no-any-return]
+        return e  # type: ignore[return-value]
 
     def _fold(self) -> SortedList:
         """Sort the keys added since the last fold into the key list; call with ``_fold_lock`` held.

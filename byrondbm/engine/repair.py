@@ -108,7 +108,7 @@ def repair_database(directory: str, options: Optional[Options] = None) -> dict[s
         ManifestWriter(directory, next_number, state, mode).close()  # the commit point
         used = {filenames.table_name(m.number) for m in metas} | {filenames.manifest_name(next_number)}
         moved = _move_to_lost(directory, used)
-        report = {
+        report: dict[str, Any] = {
             "ok": False,
             "problems": salvage.problems[:_MAX_LISTED],
             "kept_records": kept,
@@ -393,7 +393,7 @@ def _large_value(fd: int, ref: LargeValue, size: int, path: str) -> bytes:
 def _walk_blocks(data: bytes, path: str) -> list[tuple[int, int]]:
     """Data blocks found by walking the file from offset 0: each block ends where a type byte is followed
     by the CRC of everything since the previous block. Stops at the first place no block ends."""
-    handles = []
+    handles: list[tuple[int, int]] = []
     pos = 0
     while True:
         found = _block_end(data, pos)

@@ -25,8 +25,8 @@ Both are framed as every block is (type byte + CRC32 trailer, see format.py).
 from __future__ import annotations
 
 import struct
-from itertools import accumulate, pairwise
 from collections.abc import Sequence
+from itertools import accumulate, pairwise
 from operator import neg
 from typing import NamedTuple
 

@@ -23,7 +23,15 @@ from zlib import crc32
 
 from ...errors import CorruptionError, error
 from ..records import Entry
-from .block import NEXT_BLOCK, BlockEntry, DecodedBlock, LargeValue, decode_block, decode_index, find_in_block
+from .block import (
+    NEXT_BLOCK,
+    BlockEntry,
+    DecodedBlock,
+    LargeValue,
+    decode_block,
+    decode_index,
+    find_in_block,
+)
 from .bloom import BloomFilter, key_hashes
 from .cache import BLOCK_BITS, BlockCache, decoded_charge, raw_charge
 from .format import (
@@ -204,7 +212,7 @@ class TableReader:
             if has_large:
                 yield from self._resolved(part)
             else:
-                yield part
+                yield part  # type: ignore[misc]  # no LargeValue in a block without large values
             if j < len(entries):
                 return
             start = None
@@ -221,7 +229,7 @@ class TableReader:
             if has_large:
                 yield from self._resolved(part)
             else:
-                yield part
+                yield part  # type: ignore[misc]  # no LargeValue in a block without large values
             if i > 0:
                 return
             stop = None

@@ -18,7 +18,16 @@ from mmh3 import hash64
 from ...errors import error
 from ...options import Options
 from ..records import Entry
-from .block import ENTRY_OVERHEAD_4, KIND_LARGE, KIND_TOMBSTONE, KIND_VALUE, LARGE_REF, encode_block, encode_index, encoded_size
+from .block import (
+    ENTRY_OVERHEAD_4,
+    KIND_LARGE,
+    KIND_TOMBSTONE,
+    KIND_VALUE,
+    LARGE_REF,
+    encode_block,
+    encode_index,
+    encoded_size,
+)
 from .bloom import build_filter
 from .format import (
     BLOCK_CHUNK,
