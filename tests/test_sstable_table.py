@@ -205,7 +205,7 @@ def test_gets_agree_over_uncached_byte_cached_and_decoded_blocks(tmp_path: Path,
         path.unlink()
 
 
-def test_cache_holds_bytes_for_lookups_and_seeks_and_decoded_blocks_for_scans(tmp_path: Path) -> None:
+def test_cache_holds_bytes_for_lookups_and_decoded_blocks_for_scans_and_seeks(tmp_path: Path) -> None:
     entries = [(b"%05d" % i, -1, b"v" * 50) for i in range(2000)]
     write_table(tmp_path / "t.sst", entries)
     cache = BlockCache(1 << 24)
@@ -214,12 +214,17 @@ def test_cache_holds_bytes_for_lookups_and_seeks_and_decoded_blocks_for_scans(tm
     assert len(cache) == 1
     ((key, (raw, charge)),) = cache._map.items()
     assert isinstance(raw, bytes) and charge == cache.charge == raw_charge(len(raw))
-    assert list(reader.iter(b"00100", b"00101")) == [entries[100]]  # a seek decodes part of the block
-    assert cache._map[key][0] is raw
-    assert list(reader.iter(None, b"00101")) == entries[:101]  # a scan from the start decodes it all
+    assert list(reader.iter(b"00100", b"00101")) == [entries[100]]  # a seek caches the block decoded
     decoded, charge = cache._map[key]
     assert isinstance(decoded, tuple) and charge == decoded_charge(len(raw) - 5, len(decoded[0]))
-    assert reader.get(b"00100", key_hashes(b"00100"), LATEST) == entries[100]
+    assert list(reader.iter(None, b"00101")) == entries[:101]  # a scan from the start reads it from the cache
+    assert cache._map[key][0] is decoded
+    assert reader.get(b"00100", key_hashes(b"00100"), LATEST) == entries[100]  # lookups bisect decoded blocks
+    held = len(cache)
+    assert list(reader.iter(b"00100", b"00101", fill_cache=False)) == [entries[100]]
+    last = reader._num_blocks - 1  # a one-pass read (compaction) caches nothing it reads
+    assert list(reader.iter(reader._last_keys[last], fill_cache=False)) == entries[-1:]
+    assert len(cache) == held
     reader.close()
 
 

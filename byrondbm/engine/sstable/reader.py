@@ -205,7 +205,7 @@ class TableReader:
         keys = self._last_keys
         b = 0 if start is None else bisect_left(keys, start)
         while b < self._num_blocks:
-            entries, has_large = self._block(b, fill) if start is None else self._seek_block(b, fill)
+            entries, has_large = self._block(b, fill)
             i = 0 if start is None else bisect_left(entries, (start,))
             j = len(entries) if stop is None or keys[b] < stop else bisect_left(entries, (stop,))
             part = entries[i:j] if i or j < len(entries) else entries
@@ -255,19 +255,6 @@ class TableReader:
         if fill:
             self._cache.put(self._cache_base + b, decoded, decoded_charge(size, len(decoded[0])))
         return decoded
-
-    def _seek_block(self, b: int, fill: bool) -> DecodedBlock:
-        """Data block ``b`` decoded for a seek's first block: the cached decoded block if there is one, else
-        decoded from its cached bytes or the file, whose bytes (not the decoded entries: a seek reads half a
-        block on average, and a decode is cheap) are then cached if ``fill``."""
-        if self._closed:
-            raise error(f"table {self.path} is closed")
-        block = self._cache_get(self._cache_base + b)
-        if block.__class__ is tuple:
-            return block  # type: ignore[return-value]
-        if block is None:
-            block = self._load_raw(b) if fill else self._read(self._offsets[b], self._sizes[b], BLOCK_DATA)
-        return decode_block(block, self._sizes[b], self.path)  # type: ignore[arg-type]
 
     def _load_raw(self, b: int) -> bytes:
         """Read and verify data block ``b`` and cache its bytes (contents + trailer) for point lookups:
