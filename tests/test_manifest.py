@@ -38,6 +38,22 @@ def test_edits_fold_into_the_state(tmp_path) -> None:
     assert state.pointers == {1: b"m"}
 
 
+def test_a_new_manifest_starts_with_everything_including_compaction_pointers(tmp_path) -> None:
+    """A rotated manifest's first record (the snapshot) recreates the whole state, the round-robin
+    compaction pointers of every level included."""
+    d = str(tmp_path)
+    w = _writer(d)
+    w.append({"add": [_meta(5).encode(1)], "pointer": [1, b"k1"], "totals": {"flushes": 3}})
+    w.append({"pointer": [2, b"\x00k2"], "count": 4})
+    w.close()
+    state, _ = manifest.load(d)
+    ManifestWriter(d, 9, state, 0o644).close()  # what the engine does when a manifest grows large
+    os.unlink(w.path)
+    rotated, name = manifest.load(d)
+    assert name == "MANIFEST-000009"
+    assert rotated == state and rotated.pointers == {1: b"k1", 2: b"\x00k2"}
+
+
 def test_keys_of_any_bytes_and_size_round_trip(tmp_path) -> None:
     d = str(tmp_path)
     big = bytes(range(256)) * 4096  # 1 MiB, every byte value

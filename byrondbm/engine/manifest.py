@@ -15,6 +15,7 @@ Keys are not put in the JSON (hex-encoding a 64 MiB key costs seconds): each app
     "add": [[level, number, file_size, smallest, largest, min_seq, max_seq, entries, deletions], ...]
     "del": [[level, number], ...]
     "pointer": [level, key] where the next compaction of that level starts (round robin)
+    "pointers": [[level, key], ...]   every level's pointer (in a snapshot)
     "totals": {name: int}       running totals for stats (flushes, compactions, bytes written by the
                                 user and by the engine), so write amplification spans every session
 
@@ -97,8 +98,10 @@ class ManifestState:
             self.levels.setdefault(int(level), {})[meta.number] = meta
         if "totals" in edit:
             self.totals = {str(k): int(v) for k, v in edit["totals"].items()}
+        pointers = list(edit.get("pointers", ()))
         if "pointer" in edit:
-            level, key = edit["pointer"]
+            pointers.append(edit["pointer"])
+        for level, key in pointers:
             self.pointers[int(level)] = _key(key)
 
     def snapshot_edit(self) -> dict[str, Any]:
@@ -111,6 +114,7 @@ class ManifestState:
             "log_floor": self.log_floor,
             "totals": dict(self.totals),
             "add": [meta.encode(level) for level, files in sorted(self.levels.items()) for meta in files.values()],
+            "pointers": [[level, key] for level, key in sorted(self.pointers.items())],
         }
 
 
