@@ -399,3 +399,30 @@ def test_scan_of_100000_keys_under_concurrent_writes_flushes_and_compactions(tmp
     assert db.stats()["compactions"] >= 2
     snap.close()
     db.close()
+
+
+def test_every_way_a_scan_ends_releases_its_pin(tmp_path) -> None:  # noqa: ANN001
+    """A pin keeps old versions in memtables and tables, so each scan must release it: run to the end,
+    abandoned half-way, never started, empty, reverse, raising on a closed database."""
+    db = byrondbm.open(tmp_path / "db", "c", memtable_size=4096)
+    for i in range(300):
+        db[b"%03d" % i] = b"v"
+    pins = db._engine._pins
+    assert list(db.scan()) and not pins  # exhausted
+    it = db.scan(start=b"100")
+    next(it)
+    assert pins
+    del it  # abandoned half-way
+    assert not pins
+    it = db.scan()
+    assert pins
+    del it  # never started
+    assert not pins
+    assert list(db.scan(b"5", b"1")) == [] and not pins  # empty range
+    assert len(list(db.scan(reverse=True))) == 300 and not pins
+    it = db.scan()
+    next(it)
+    db.close()
+    with pytest.raises(byrondbm.error):
+        list(it)
+    assert not pins
