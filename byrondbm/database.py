@@ -81,7 +81,27 @@ class _Scan:
         return items
 
 
-class Database(_Scan, MutableMapping[bytes, bytes]):
+class ScanViews:
+    """``__iter__``, ``keys()``, ``items()`` and ``values()`` of any mapping with a ``scan()`` (Database,
+    Snapshot, the server's client): each is one streamed scan, never a lookup per key."""
+
+    scan: Callable[..., Iterator[Any]]  # provided by the class it is mixed into
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.scan(keys_only=True)
+
+    def keys(self) -> list[bytes]:
+        """A sorted list, as every dbm module returns."""
+        return list(self.scan(keys_only=True))
+
+    def items(self) -> ItemsView[bytes, bytes]:
+        return ScanItems(self)  # type: ignore[arg-type]
+
+    def values(self) -> ValuesView[bytes]:
+        return ScanValues(self)  # type: ignore[arg-type]
+
+
+class Database(_Scan, ScanViews, MutableMapping[bytes, bytes]):  # type: ignore[misc]  # keys() is a list (dbm)
     """A persistent, sorted mapping of bytes to bytes in one directory. Thread-safe."""
 
     def __init__(self, engine: Engine) -> None:
@@ -120,19 +140,6 @@ class Database(_Scan, MutableMapping[bytes, bytes]):
     def __len__(self) -> int:
         """Exact; O(1) except right after writes (see Engine.count)."""
         return self._engine.count()
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self.scan(keys_only=True)
-
-    def keys(self) -> list[bytes]:  # type: ignore[override]
-        """A sorted list, as every dbm module returns."""
-        return list(self.scan(keys_only=True))
-
-    def items(self) -> ItemsView[bytes, bytes]:
-        return ScanItems(self)
-
-    def values(self) -> ValuesView[bytes]:
-        return ScanValues(self)
 
     def clear(self) -> None:
         """Delete every key, in batches of 10,000 (each batch atomic)."""
@@ -305,7 +312,7 @@ class Batch:
             self._done = True  # an exception inside the block applies nothing
 
 
-class Snapshot(_Scan, Mapping[bytes, bytes]):
+class Snapshot(_Scan, ScanViews, Mapping[bytes, bytes]):  # type: ignore[misc]  # keys() is a list
     """A read-only mapping frozen at the moment it was taken. Assignment raises `TypeError`; use after
     `close` raises `byrondbm.error`. ``len`` costs one scan, then is remembered."""
 
@@ -329,23 +336,11 @@ class Snapshot(_Scan, Mapping[bytes, bytes]):
     def __contains__(self, key: object) -> bool:
         return self._engine.get(to_bytes(key), -self._read_seq()) is not None  # type: ignore[operator]
 
-    def __iter__(self) -> Iterator[bytes]:
-        return self.scan(keys_only=True)
-
     def __len__(self) -> int:
         self._read_seq()  # a released snapshot raises, even with its length remembered
         if self._len is None:
             self._len = sum(1 for _ in self.scan(keys_only=True))
         return self._len
-
-    def keys(self) -> list[bytes]:  # type: ignore[override]
-        return list(self.scan(keys_only=True))
-
-    def items(self) -> ItemsView[bytes, bytes]:
-        return ScanItems(self)  # type: ignore[arg-type]
-
-    def values(self) -> ValuesView[bytes]:
-        return ScanValues(self)  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Release the snapshot (idempotent): compactions may drop the old versions it kept."""

@@ -19,14 +19,14 @@ A Client may be shared by threads (gRPC channels are thread-safe).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, ItemsView, Iterator, MutableMapping, ValuesView
+from collections.abc import Callable, Iterator, MutableMapping
 from types import TracebackType
 from typing import Any, NoReturn
 
 import grpc
 from typing_extensions import Self
 
-from byrondbm.database import Batch, Key, ScanItems, ScanValues, to_bytes
+from byrondbm.database import Batch, Key, ScanViews, to_bytes
 from byrondbm.errors import CorruptionError, error
 from byrondbm.server import (
     AUTH_METADATA_KEY,
@@ -68,7 +68,7 @@ def _raise(exc: grpc.RpcError, key: object = None) -> NoReturn:
     raise mapped from exc
 
 
-class Client(MutableMapping):  # type: ignore[type-arg]  # keys/values in: Key; out: bytes
+class Client(ScanViews, MutableMapping):  # type: ignore[type-arg,misc]  # keys/values in: Key; out: bytes
     """A database served by `byrondbm serve`, as a mapping of bytes to bytes. Made by `connect()`."""
 
     def __init__(self, channel: grpc.Channel, target: str, token: str | None) -> None:
@@ -107,20 +107,6 @@ class Client(MutableMapping):  # type: ignore[type-arg]  # keys/values in: Key; 
 
     def __len__(self) -> int:
         return int(self._call(self._stub.Len, pb.Empty()).count)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self.scan(keys_only=True)
-
-    def keys(self) -> list[bytes]:  # type: ignore[override]  # a list, as every dbm module returns
-        return list(self.scan(keys_only=True))
-
-    def items(self) -> ItemsView[bytes, bytes]:
-        """A view whose iteration is one streamed scan (not a call per key)."""
-        return ScanItems(self)
-
-    def values(self) -> ValuesView[bytes]:
-        """A view whose iteration is one streamed scan (not a call per key)."""
-        return ScanValues(self)
 
     def clear(self) -> None:
         """Deletes every key seen by one scan, in batches of 1024 (not atomic: keys written meanwhile stay)."""
