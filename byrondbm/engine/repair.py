@@ -30,16 +30,17 @@ from typing import Any, Optional
 from ..errors import CorruptionError, error
 from ..options import Options
 from . import filenames, framing
-from .engine import Engine, _DirLock
+from .directory import DirLock
+from .engine import Engine
 from .fileio import read_file, sync_dir
 from .manifest import FileMeta, ManifestState, ManifestWriter, load as load_manifest
-from .records import Entry, decode_batch
+from .records import Entry
 from .sstable import TableWriter
 from .sstable.block import LargeValue, decode_block, decode_index
 from .sstable.format import (BLOCK_CHUNK, BLOCK_DATA, BLOCK_INDEX, CHUNK_SIZE, FOOTER_SIZE, TRAILER_SIZE,
                              decode_footer, read_block, read_exact, run_size, verify_trailer)
 from .version import MAX_LEVELS
-from .wal import WRITE
+from .wal import decode_record
 
 LOST_DIR = filenames.LOST
 _MAX_LISTED = 100  # keys and problems listed by name in a report; the counts are always complete
@@ -97,7 +98,7 @@ def repair_database(directory: str, options: Optional[Options] = None) -> dict[s
         raise error(errno.ENOENT, "no byrondbm database here (no CURRENT, manifest, log or table)", directory)
     options = options or Options()
     mode = _file_mode(directory)
-    lock = _DirLock(directory, exclusive=True, os_lock=True, mode=mode)
+    lock = DirLock(directory, mode=mode)
     try:
         salvage = _Salvage(directory)
         salvage.choose_sources()
@@ -209,9 +210,7 @@ class _Salvage:
         for _, rtype, payload in framing.iter_valid(data, path):
             covered += framing.HEADER_SIZE + len(payload)
             try:
-                if rtype != WRITE:
-                    raise CorruptionError(f"unknown record type {rtype} in log", path)
-                first_seq, ops = decode_batch(payload, path)
+                first_seq, ops = decode_record(rtype, payload, path)
             except CorruptionError as e:
                 self.counts["log_records"] += 1
                 self.problems.append(str(e))
