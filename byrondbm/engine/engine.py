@@ -131,6 +131,7 @@ class Engine:
         state = ManifestState(next_file=1)
         self._vs = VersionSet(self.directory, state, Version(Memtable(0), (), [()] * MAX_LEVELS), self._cache, self._mode)
         self._start_log([])
+        self._last_seq = 0
 
     def _start_log(self, imms: list[Memtable]) -> None:
         """Start a fresh log and a fresh manifest listing it (and the logs of ``imms``, newest first)."""
@@ -142,7 +143,6 @@ class Engine:
         self._mem = Memtable(number)
         vs.current = Version(self._mem, tuple(imms), vs.current.levels)
         vs.start_manifest()
-        self._last_seq = vs.state.last_seq if not imms else max(vs.state.last_seq, imms[0].max_seq)
 
     def _open_writer(self) -> None:
         """Recover, keep what the logs held as immutable memtables (the flusher writes them to L0), start a
@@ -337,6 +337,7 @@ class Engine:
             new_wal.close(sync=False)
             vs.unlink(filenames.log_name(number))
             raise
+        old.max_seq = self._last_seq
         self._wal = new_wal
         self._mem = mem
         try:

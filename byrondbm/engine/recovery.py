@@ -60,6 +60,7 @@ def recover(directory: str, cache: BlockCache) -> Recovered:
     for number in state.logs:
         mem = Memtable(number)
         last = replay(filenames.path(directory, filenames.log_name(number)), mem, last)
+        mem.max_seq = last
         memtables.append(mem)
     return Recovered(state, manifest_name, levels, memtables, last)
 

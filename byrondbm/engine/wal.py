@@ -96,7 +96,14 @@ class LogWriter:
             record = b"".join((_CRC.pack(crc32(value, crc32(key, crc32(head)))), head, key, value))
         if not self._direct:
             return self._add(record)
-        self._append(record)
+        try:
+            n = os.write(self._fd, record)
+        except OSError:
+            self._cut()
+            raise
+        if n != len(record):  # a short write: finish it as _append does
+            self._cut_to_whole(record, n)
+        self._written += n
         self._records += 1
         return self._written
 
@@ -116,17 +123,30 @@ class LogWriter:
     def _append(self, data: bytes) -> None:
         """Write ``data`` whole, or cut what reached the file back off and re-raise."""
         try:
-            n = os.write(self._fd, data)  # one call in the usual case (the hot path of every write)
+            n = os.write(self._fd, data)  # one call in the usual case
             if n != len(data):
                 write_all(self._fd, memoryview(data)[n:])
         except OSError:
-            try:
-                os.ftruncate(self._fd, self._written)
-            except OSError as e:
-                self._failure = e
-                self._direct = False
+            self._cut()
             raise
         self._written += len(data)
+
+    def _cut_to_whole(self, data: bytes, n: int) -> None:
+        """Write the rest of a record ``os.write`` took only ``n`` bytes of, or cut it off and re-raise."""
+        try:
+            write_all(self._fd, memoryview(data)[n:])
+        except OSError:
+            self._cut()
+            raise
+        self._written += len(data) - n
+
+    def _cut(self) -> None:
+        """Cut a failed append back off the file; if even that fails, the writer is failed."""
+        try:
+            os.ftruncate(self._fd, self._written)
+        except OSError as e:
+            self._failure = e
+            self._direct = False
 
     def flush(self) -> None:
         """Hand buffered records to the OS (BUFFERED mode). On failure they stay queued for a retry."""
