@@ -29,8 +29,8 @@ CODECS = {"none": CODEC_NONE, "zlib": CODEC_ZLIB}
 DATA_BLOCK_TYPES = frozenset(BLOCK_DATA | codec << CODEC_SHIFT for codec in CODECS.values())
 """The trailer type bytes a data block may have (what a repair walking a damaged file looks for)."""
 ZLIB_LEVEL = 1
-"""Measured on 4 KiB blocks of JSON records, pickles and text (docs/format-sstable.md): level 6 writes
-~25 % slower for 2–4 % smaller blocks; decompression costs the same at every level."""
+"""Measured on tables of JSON records, pickles and text (docs/format-sstable.md): level 6 writes 15–45 %
+slower for 2–8 % smaller tables; decompression costs the same at every level."""
 MAX_SKIP = 64
 """The most blocks stored raw without a try after a block did not compress (see `BlockCompressor`)."""
 
