@@ -16,9 +16,12 @@ MiB = 1024 * KiB
 @dataclasses.dataclass(frozen=True)
 class Options:
     memtable_size: int = 8 * MiB
-    """Bytes of keys+values (plus ~32 bytes an entry) a memtable holds before it is flushed to L0."""
+    """Bytes of keys+values (plus 48 bytes an entry) a memtable holds before it is flushed to L0."""
     block_size: int = 4 * KiB
     """Target uncompressed size of an SSTable data block."""
+    compression: str = "zlib"
+    """How data blocks are stored: "zlib" (compressed when that saves at least 1/8 of a block, else raw)
+    or "none". Tables of either kind read alike whatever this says."""
     bloom_bits_per_key: int = 10
     """Bloom filter bits per key (10 gives ~1% false positives); 0 writes no filter."""
     block_cache_size: int = 32 * MiB
@@ -49,6 +52,13 @@ class Options:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             kind, low, high = _RULES[f.name]
+            if kind is str:
+                if not isinstance(value, str):
+                    raise TypeError(f"option {f.name!r} must be a str, not {type(value).__name__}")
+                if value not in _CHOICES[f.name]:
+                    choices = " or ".join(map(repr, _CHOICES[f.name]))
+                    raise ValueError(f"option {f.name!r} must be {choices}, got {value!r}")
+                continue
             if kind is bool:
                 if not isinstance(value, bool):
                     raise TypeError(f"option {f.name!r} must be a bool, not {type(value).__name__}")
@@ -74,6 +84,7 @@ class Options:
 _RULES: dict[str, tuple[type, int, int]] = {
     "memtable_size": (int, 1 * KiB, 1024 * MiB),
     "block_size": (int, 256, 4 * MiB),
+    "compression": (str, 0, 0),
     "bloom_bits_per_key": (int, 0, 64),
     "block_cache_size": (int, 0, 64 * 1024 * MiB),
     "target_file_size": (int, 1 * KiB, 4096 * MiB),
@@ -87,3 +98,5 @@ _RULES: dict[str, tuple[type, int, int]] = {
     "background_compaction": (bool, 0, 1),
     "workers": (int, 0, 64),
 }
+_CHOICES = {"compression": ("zlib", "none")}
+"""The values a str option may take (the first is the default)."""

@@ -26,7 +26,8 @@ from byrondbm.engine.sstable.block import (
     find_in_block,
 )
 from byrondbm.engine.sstable.cache import BlockCache
-from byrondbm.engine.sstable.format import BLOCK_DATA, read_block
+from byrondbm.engine.sstable.codec import read_data_block
+from byrondbm.engine.sstable.format import TRAILER_SIZE
 from byrondbm.engine.sstable.reader import TableReader
 from byrondbm.engine.sstable.writer import TableWriter
 from byrondbm.errors import CorruptionError
@@ -157,7 +158,7 @@ def writer_blocks(path: Path, entries: list, block_size: int = 4096) -> list[byt
         writer.add(*entry)
     props = writer.finish()
     reader = TableReader(str(path), 1, BlockCache(0))
-    blocks = [read_block(reader._fd, offset, size, BLOCK_DATA, "t.sst")[:size] for offset, size in zip(reader._offsets, reader._sizes)]
+    blocks = [read_data_block(reader._fd, offset, size, "t.sst")[:-TRAILER_SIZE] for offset, size in zip(reader._offsets, reader._sizes)]
     reader.close()
     assert len(blocks) == props.num_data_blocks
     return blocks

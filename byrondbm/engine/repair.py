@@ -37,7 +37,8 @@ from .manifest import FileMeta, ManifestState, ManifestWriter, load as load_mani
 from .records import Entry
 from .sstable import TableWriter
 from .sstable.block import LargeValue, decode_block, decode_index
-from .sstable.format import (BLOCK_CHUNK, BLOCK_DATA, BLOCK_INDEX, CHUNK_SIZE, FOOTER_SIZE, TRAILER_SIZE,
+from .sstable.codec import DATA_BLOCK_TYPES, read_data_block
+from .sstable.format import (BLOCK_CHUNK, BLOCK_INDEX, CHUNK_SIZE, FOOTER_SIZE, TRAILER_SIZE,
                              decode_footer, read_block, read_exact, run_size, verify_trailer)
 from .version import MAX_LEVELS
 from .wal import decode_record
@@ -368,7 +369,8 @@ def _indexed_blocks(fd: int, size: int, path: str) -> Optional[list[tuple[int, i
 def _data_block(fd: int, offset: int, block_size: int, size: int, path: str) -> list:
     if offset + block_size + TRAILER_SIZE > size:
         raise CorruptionError("block runs past the end of the file", path)
-    entries = decode_block(read_block(fd, offset, block_size, BLOCK_DATA, path), block_size, path)[0]
+    raw = read_data_block(fd, offset, block_size, path)
+    entries = decode_block(raw, len(raw) - TRAILER_SIZE, path)[0]
     if any(a[:2] >= b[:2] for a, b in zip(entries, entries[1:])):
         raise CorruptionError("entries out of order", path)
     return entries
@@ -399,7 +401,7 @@ def _walk_blocks(data: bytes, path: str) -> list[tuple[int, int]]:
         if found is None:
             return handles
         end, block_type = found
-        if block_type == BLOCK_DATA:
+        if block_type in DATA_BLOCK_TYPES:
             handles.append((pos, end - pos))
         pos = end + TRAILER_SIZE
 
@@ -423,7 +425,7 @@ def _block_end(data: bytes, pos: int) -> Optional[tuple[int, int]]:
 
 def _trailer_ok(view: memoryview, pos: int, end: int, crc_of_contents: int) -> bool:
     block_type = view[end]
-    if block_type not in (BLOCK_DATA, BLOCK_CHUNK):
+    if block_type not in DATA_BLOCK_TYPES and block_type != BLOCK_CHUNK:
         return False
     return zlib.crc32(view[end : end + 1], crc_of_contents) == int.from_bytes(view[end + 1 : end + 5], "little")
 

@@ -1,5 +1,6 @@
 """Sorted string tables: immutable on-disk runs of entries with a bloom filter, a hash index, a block
-index and a shared block cache. Byte layout: format.py (file), block.py, bloom.py, hash_index.py.
+index and a shared block cache. Byte layout: format.py (file), block.py, codec.py (compressed data blocks),
+bloom.py, hash_index.py.
 """
 
 from __future__ import annotations

@@ -13,13 +13,15 @@ Entry ``i`` has key ``block[key_ends[i-1] : key_ends[i]]`` (the keys start at 0)
 Entries are in entry order: key ascending, then newest (highest seq) first; one key may have many versions,
 and they may continue into the next block. Keys are stored whole (no prefix compression): it costs ~8 %
 more bytes on 16-byte keys and 100-byte values, and buys a decode ~2× faster and O(1) access to entry ``i``,
-which the hash index uses (it names the entry where a key starts).
+which the hash index uses (it names the entry where a key starts). Compressing the whole block (codec.py)
+wins shared key prefixes back where the block compresses by 1/8 or more.
 
 Index block contents (one row per data block, in file order)::
 
     n: u32 | offsets: u64 × n | sizes: u32 × n | key lengths: u32 × n | last keys, concatenated
 
-Both are framed as every block is (type byte + CRC32 trailer, see format.py).
+Both are framed as every block is (type byte + CRC32 trailer, see format.py); a data block's contents may be
+stored compressed (codec.py), and the functions here see them uncompressed.
 """
 
 from __future__ import annotations

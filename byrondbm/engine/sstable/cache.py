@@ -1,7 +1,8 @@
 """The block cache: data blocks shared by every table of a database, evicted least recently used first
-once their total charge exceeds the capacity. A block is cached either as its verified bytes (what a point
-lookup reads: ~1.05 × its size in memory) or decoded (what an iterator reads: 1.1–6 × its size); each is
-charged an estimate of the memory it really holds, so the capacity bounds the cache's share of the RSS.
+once their total charge exceeds the capacity. A block is cached uncompressed, either as its verified bytes
+(what a point lookup reads: ~1.05 × its size in memory) or decoded (what an iterator reads: 1.1–6 × its
+size); each is charged an estimate of the memory it really holds, so the capacity bounds the cache's
+share of the RSS.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ Byte layout of a table file (all integers little-endian)::
 Every block, whatever its kind, is its contents followed by a 5-byte trailer::
 
     contents | type: u8 | crc: u32      crc = zlib.crc32(contents + type byte)
+    type = kind (low 4 bits: the BLOCK_* numbers below) | codec << 4
+
+The codec (codec.py) is 0, contents stored as they are, for every block but compressed data blocks.
 
 A *handle* ``(offset: u64, size: u32)`` locates a block: ``size`` counts the contents only, so the block
 occupies ``[offset, offset + size + 5)``. The filter, hash index, index and properties blocks follow each
@@ -22,15 +25,17 @@ refers to it, as a run of chunk blocks (type CHUNK) of at most CHUNK_SIZE bytes 
 entry holds ``(run offset: u64, value length: u64)``. The run occupies ``length + 5 * ceil(length / CHUNK_SIZE)``
 bytes.
 
-Properties block contents::
+Properties block contents (format 3 has neither raw_data_bytes nor stored_data_bytes)::
 
     num_entries u64 | num_deletions u64 | min_seq u64 | max_seq u64 | file_size u64 | data_size u64 |
-    num_data_blocks u64 | smallest_len u32 | smallest_key | largest_len u32 | largest_key
+    num_data_blocks u64 | raw_data_bytes u64 | stored_data_bytes u64 |
+    smallest_len u32 | smallest_key | largest_len u32 | largest_key
 
 Footer (64 bytes)::
 
     index handle (u64, u32) | filter handle (u64, u32) | hash index handle (u64, u32) |
-    properties handle (u64, u32) | format version u32 (3) | magic u64 | crc32 of the preceding 60 bytes u32
+    properties handle (u64, u32) | format version u32 (4; 3 is read) | magic u64 |
+    crc32 of the preceding 60 bytes u32
 """
 
 from __future__ import annotations
@@ -44,9 +49,11 @@ from typing import NamedTuple
 
 from ...errors import CorruptionError
 
-FORMAT_VERSION = 3
-"""3: data blocks stored as columns, the hash index names entries (2: delta-encoded rows with restart
-points every 4, the hash index named restart points; 1: it named blocks, restarts every 16)."""
+FORMAT_VERSION = 4
+"""4: data blocks may be compressed, the properties count their bytes raw and stored (3: data blocks
+stored as columns, the hash index names entries; 2: delta-encoded rows with restart points every 4, the
+hash index named restart points; 1: it named blocks, restarts every 16)."""
+READABLE_VERSIONS = (3, 4)
 MAGIC = int.from_bytes(b"BYRONSST", "little")
 
 BLOCK_DATA = 1
@@ -60,13 +67,15 @@ TRAILER_SIZE = 5
 CHUNK_SIZE = 256 * 1024
 MAX_BLOCK_SIZE = (1 << 32) - 1
 MAX_STORED_SEQ = (1 << 62) - 1
-"""A tag is ``seq << 2 | kind`` in 8 bytes, so a stored sequence number fits in 62 bits."""
+"""The largest sequence number a table accepts. The u64 column could hold more; the limit is the one
+formats 1 and 2 had (they packed ``seq << 2 | kind`` in 8 bytes), kept so every table reads alike."""
 
-_TRAILER = struct.Struct("<BI")
+TRAILER = struct.Struct("<BI")
 _U32 = struct.Struct("<I")
 _FOOTER_BODY = struct.Struct("<QIQIQIQIIQ")
 FOOTER_SIZE = _FOOTER_BODY.size + 4
-_PROPS_FIXED = struct.Struct("<7Q")
+_PROPS_FIXED = struct.Struct("<9Q")
+_PROPS_FIXED_3 = struct.Struct("<7Q")
 
 
 class Handle(NamedTuple):
@@ -84,6 +93,7 @@ class Footer(NamedTuple):
     filter: Handle
     hash_index: Handle
     properties: Handle
+    version: int = FORMAT_VERSION
 
 
 @dataclass(frozen=True)
@@ -101,11 +111,17 @@ class TableProperties:
     data_size: int
     """Bytes of data blocks and large-value runs (trailers included)."""
     num_data_blocks: int
+    raw_data_bytes: int
+    """Bytes of the data blocks' contents, uncompressed (trailers and large-value runs excluded)."""
+    stored_data_bytes: int
+    """Bytes of the data blocks' contents as stored on disk, compressed or not (trailers and large-value
+    runs excluded); ``raw_data_bytes / stored_data_bytes`` is the compression ratio. A format-3 table
+    has both equal to the sum of its data blocks' sizes."""
 
 
 def block_trailer(contents: bytes | bytearray | memoryview, block_type: int) -> bytes:
     """The 5 bytes that follow ``contents`` on disk. Cost: one CRC pass over the contents."""
-    return _TRAILER.pack(block_type, zlib.crc32(bytes((block_type,)), zlib.crc32(contents)))
+    return TRAILER.pack(block_type, zlib.crc32(bytes((block_type,)), zlib.crc32(contents)))
 
 
 def run_size(length: int) -> int:
@@ -134,7 +150,7 @@ def verify_trailer(raw: bytes, start: int, size: int, block_type: int, path: str
     end = start + size
     if len(raw) < end + TRAILER_SIZE:
         raise CorruptionError("block runs past the end of what was read", path)
-    found_type, crc = _TRAILER.unpack_from(raw, end)
+    found_type, crc = TRAILER.unpack_from(raw, end)
     if found_type != block_type:
         raise CorruptionError(f"block at +{start} has type {found_type}, expected {block_type}", path)
     if zlib.crc32(memoryview(raw)[start : end + 1]) != crc:
@@ -172,7 +188,7 @@ def read_run(fd: int, offset: int, length: int, data_end: int, path: str) -> byt
 
 
 def encode_footer(footer: Footer) -> bytes:
-    body = _FOOTER_BODY.pack(*footer.index, *footer.filter, *footer.hash_index, *footer.properties, FORMAT_VERSION, MAGIC)
+    body = _FOOTER_BODY.pack(*footer.index, *footer.filter, *footer.hash_index, *footer.properties, footer.version, MAGIC)
     return body + _U32.pack(zlib.crc32(body))
 
 
@@ -186,9 +202,9 @@ def decode_footer(raw: bytes, file_size: int, path: str) -> Footer:
         raise CorruptionError("bad table magic number (not a byrondbm table)", path)
     if zlib.crc32(memoryview(raw)[: _FOOTER_BODY.size]) != crc:
         raise CorruptionError("table footer checksum mismatch", path)
-    if fields[8] != FORMAT_VERSION:
+    if fields[8] not in READABLE_VERSIONS:
         raise CorruptionError(f"unsupported table format version {fields[8]}", path)
-    footer = Footer(Handle(*fields[0:2]), Handle(*fields[2:4]), Handle(*fields[4:6]), Handle(*fields[6:8]))
+    footer = Footer(Handle(*fields[0:2]), Handle(*fields[2:4]), Handle(*fields[4:6]), Handle(*fields[6:8]), fields[8])
     order = (footer.filter, footer.hash_index, footer.index, footer.properties)
     for before, after in pairwise(order):
         if before.end != after.offset:
@@ -209,6 +225,8 @@ def encode_properties(props: TableProperties) -> bytes:
                 props.file_size,
                 props.data_size,
                 props.num_data_blocks,
+                props.raw_data_bytes,
+                props.stored_data_bytes,
             ),
             _U32.pack(len(props.smallest_key)),
             props.smallest_key,
@@ -223,10 +241,13 @@ def properties_size(smallest_key: bytes, largest_key: bytes) -> int:
     return _PROPS_FIXED.size + 8 + len(smallest_key) + len(largest_key)
 
 
-def decode_properties(raw: bytes, size: int, path: str) -> TableProperties:
+def decode_properties(raw: bytes, size: int, version: int, path: str) -> TableProperties:
+    """The properties of a table of format ``version``; a format-3 table's raw and stored data bytes
+    come back as -1, for the reader to take from the index."""
+    layout = _PROPS_FIXED if version > 3 else _PROPS_FIXED_3
     try:
-        fixed = _PROPS_FIXED.unpack_from(raw, 0)
-        pos = _PROPS_FIXED.size
+        fixed = layout.unpack_from(raw, 0)
+        pos = layout.size
         (slen,) = _U32.unpack_from(raw, pos)
         pos += 4
         smallest = raw[pos : pos + slen]
@@ -239,5 +260,9 @@ def decode_properties(raw: bytes, size: int, path: str) -> TableProperties:
         raise CorruptionError("table properties truncated", path) from None
     if pos != size:
         raise CorruptionError("table properties have the wrong length", path)
-    entries, deletions, min_seq, max_seq, file_size, data_size, blocks = fixed
-    return TableProperties(entries, deletions, smallest, largest, min_seq, max_seq, file_size, data_size, blocks)
+    if layout is _PROPS_FIXED_3:
+        fixed += (-1, -1)
+    entries, deletions, min_seq, max_seq, file_size, data_size, blocks, raw_bytes, stored_bytes = fixed
+    return TableProperties(
+        entries, deletions, smallest, largest, min_seq, max_seq, file_size, data_size, blocks, raw_bytes, stored_bytes
+    )

@@ -2,9 +2,11 @@
 
 Opening reads and checks the footer, properties, index, filter and hash index and keeps them in memory
 (the last keys + ~12 bytes a block, bits_per_key/8 + 2..8 bytes a key). Data blocks are read with
-`os.pread` on demand and CRC-checked; a point lookup decodes only the entry it returns (the hash index names
-its position in the block), and caches the block's bytes; an iterator decodes whole blocks and caches them
-decoded.
+`os.pread` on demand, CRC-checked and decompressed if stored compressed (codec.py); a point lookup decodes
+only the entry it returns (the hash index names its position in the block), and caches the block's bytes,
+uncompressed (so a cached read pays no decompression); an iterator decodes whole blocks and caches them
+decoded. A block's bytes in memory are its uncompressed contents followed by `TRAILER_SIZE` bytes (the
+trailer of a block stored raw, which so needs no copy): the contents' length is ``len(block) - TRAILER_SIZE``.
 
 The file descriptor lives as long as the reader: `close()` or, failing that, garbage collection closes it
 (`weakref.finalize`). The engine may unlink the file earlier; POSIX keeps it readable while open.
@@ -12,6 +14,7 @@ The file descriptor lives as long as the reader: `close()` or, failing that, gar
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 import weakref
@@ -34,6 +37,7 @@ from .block import (
 )
 from .bloom import BloomFilter, key_hashes
 from .cache import BLOCK_BITS, BlockCache, decoded_charge, raw_charge
+from .codec import read_data_block, unpack_data_block
 from .format import (
     BLOCK_DATA,
     BLOCK_FILTER,
@@ -85,7 +89,7 @@ class TableReader:
             raise CorruptionError(f"table of {size} bytes is shorter than a footer", path)
         footer = decode_footer(read_exact(fd, FOOTER_SIZE, size - FOOTER_SIZE, path), size, path)
         handle = footer.properties
-        props = decode_properties(read_block(fd, *handle, BLOCK_PROPERTIES, path), handle.size, path)
+        props = decode_properties(read_block(fd, *handle, BLOCK_PROPERTIES, path), handle.size, footer.version, path)
         if props.file_size != size or props.data_size != footer.filter.offset or props.num_entries <= 0:
             raise CorruptionError("table properties disagree with the file", path)
         handle = footer.index
@@ -101,6 +105,11 @@ class TableReader:
             raise CorruptionError("table index does not end at the data area's end", path)
         if any(a > b for a, b in pairwise(keys)):
             raise CorruptionError("table index keys out of order", path)
+        stored = sum(sizes)
+        if props.stored_data_bytes < 0:  # format 3: every data block stored raw
+            props = dataclasses.replace(props, raw_data_bytes=stored, stored_data_bytes=stored)
+        elif props.stored_data_bytes != stored:
+            raise CorruptionError("table properties disagree with the index on the data blocks' bytes", path)
         handle = footer.filter
         bloom = BloomFilter(read_block(fd, *handle, BLOCK_FILTER, path)[: handle.size], path)
         handle = footer.hash_index
@@ -163,7 +172,7 @@ class TableReader:
             if block is None:
                 block = self._load_raw(b)
             if block.__class__ is bytes:
-                entry = find_in_block(block, self._sizes[b], key, read_negseq, hint, self.path)  # type: ignore[arg-type]
+                entry = find_in_block(block, len(block) - TRAILER_SIZE, key, read_negseq, hint, self.path)  # type: ignore[arg-type]
             else:
                 entries = block[0]  # type: ignore[index]
                 i = bisect_left(entries, (key, read_negseq))
@@ -249,16 +258,17 @@ class TableReader:
         block = self._cache_get(self._cache_base + b)
         if block.__class__ is tuple:
             return block  # type: ignore[return-value]
-        size = self._sizes[b]
-        raw = self._read(self._offsets[b], size, BLOCK_DATA) if block is None else block
+        raw = self._read_data(b) if block is None else block
+        size = len(raw) - TRAILER_SIZE  # type: ignore[arg-type]
         decoded = decode_block(raw, size, self.path)  # type: ignore[arg-type]
         if fill:
             self._cache.put(self._cache_base + b, decoded, decoded_charge(size, len(decoded[0])))
         return decoded
 
     def _load_raw(self, b: int) -> bytes:
-        """Read and verify data block ``b`` and cache its bytes (contents + trailer) for point lookups:
-        ~1.05 × the block in memory where decoded entries take 1.1–6 ×. `read_block`, inlined."""
+        """Read and verify data block ``b`` and cache its bytes (uncompressed contents + trailer) for point
+        lookups: ~1.05 × the block in memory where decoded entries take 1.1–6 ×. The common case of
+        `read_data_block` inlined: a block stored raw, read whole by one pread."""
         if self._closed:
             raise error(f"table {self.path} is closed")
         size = self._sizes[b]
@@ -267,15 +277,16 @@ class TableReader:
             len(raw) != size + TRAILER_SIZE
             or raw[size] != BLOCK_DATA
             or crc32(memoryview(raw)[: size + 1]) != _U32.unpack_from(raw, size + 1)[0]
-        ):
-            raw = read_block(self._fd, self._offsets[b], size, BLOCK_DATA, self.path)  # short read or damage
+        ):  # compressed, damaged, or a short read
+            raw = unpack_data_block(raw, size, self.path) if len(raw) == size + TRAILER_SIZE else self._read_data(b)
         self._cache.put(self._cache_base + b, raw, raw_charge(len(raw)))
         return raw
 
-    def _read(self, offset: int, size: int, block_type: int) -> bytes:
+    def _read_data(self, b: int) -> bytes:
+        """Data block ``b`` in memory form (`unpack_data_block`), bypassing the cache."""
         if self._closed:
             raise error(f"table {self.path} is closed")
-        return read_block(self._fd, offset, size, block_type, self.path)
+        return read_data_block(self._fd, self._offsets[b], self._sizes[b], self.path)
 
     def _read_large(self, ref: LargeValue) -> bytes:
         if self._closed:
@@ -290,11 +301,12 @@ class TableReader:
         prev: tuple[bytes, int] | None = None
         count = deletions = 0
         min_seq, max_seq = props.max_seq, props.min_seq
-        pos = 0
+        pos = raw_bytes = 0
         for b in range(self._num_blocks):
             offset, size = self._offsets[b], self._sizes[b]
-            raw = self._read(offset, size, BLOCK_DATA)
-            entries = decode_block(raw, size, path)[0]
+            raw = self._read_data(b)
+            raw_bytes += len(raw) - TRAILER_SIZE
+            entries = decode_block(raw, len(raw) - TRAILER_SIZE, path)[0]
             if len(entries) > self._stride:
                 raise CorruptionError(f"data block {b} has more entries than the hash index allows", path)
             for i, (key, negseq, value) in enumerate(entries):
@@ -324,7 +336,9 @@ class TableReader:
             pos = offset + size + TRAILER_SIZE
             if entries[-1][0] != self._last_keys[b]:
                 raise CorruptionError(f"index key of data block {b} is not its last key", path)
-        if (count, deletions, min_seq, max_seq) != (props.num_entries, props.num_deletions, props.min_seq, props.max_seq):
+        if (count, deletions, min_seq, max_seq, raw_bytes) != (
+            props.num_entries, props.num_deletions, props.min_seq, props.max_seq, props.raw_data_bytes
+        ):
             raise CorruptionError("table properties disagree with its entries", path)
         return count
 

@@ -1,7 +1,8 @@
 """TableWriter: streams entries (in entry order) into a new table file; see format.py for the layout.
 
 Writes go through a 1 MiB buffer; a large value goes out as its chunk run as soon as it is added, so it
-lands before the data block that refers to it. Memory: one data block, the buffer, and 24 bytes per
+lands before the data block that refers to it. Each data block is compressed or not as `BlockCompressor`
+(codec.py) decides, in the writer's process. Memory: one data block, the buffer, and 24 bytes per
 distinct key (hashes, block and entry numbers for the filter and the hash index, built in `finish`).
 """
 
@@ -29,6 +30,7 @@ from .block import (
     encoded_size,
 )
 from .bloom import build_filter
+from .codec import CODEC_SHIFT, BlockCompressor
 from .format import (
     BLOCK_CHUNK,
     BLOCK_DATA,
@@ -64,6 +66,7 @@ class TableWriter:
         self._block_size = options.block_size
         self._bits_per_key = options.bloom_bits_per_key
         self._large_threshold = options.large_value_threshold
+        self._compress = BlockCompressor(options.compression)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
         self._buf = bytearray()
         self._written = 0
@@ -90,13 +93,15 @@ class TableWriter:
         self._num_deletions = 0
         self._min_seq = MAX_STORED_SEQ
         self._max_seq = 0
+        self._raw_data_bytes = 0
+        self._stored_data_bytes = 0
         self._finished = False
         self._pending: list[Entry] = []  # entries `add` accepted, encoded by `_encode` in batches
         self._tail: tuple[bytes, int] | None = None  # (key, negseq) of the last entry accepted
 
     @property
     def file_size(self) -> int:
-        """Bytes written and buffered so far, the unfinished data block included."""
+        """Bytes written and buffered so far, the unfinished data block included (as if stored raw)."""
         if self._pending:
             self._drain()
         return self._written + len(self._buf) + (encoded_size(self._keys, self._values) if self._keys else 0)
@@ -234,6 +239,8 @@ class TableWriter:
             file_size=file_size,
             data_size=data_size,
             num_data_blocks=num_blocks,
+            raw_data_bytes=self._raw_data_bytes,
+            stored_data_bytes=self._stored_data_bytes,
         )
         props_handle = self._write_block(encode_properties(props), BLOCK_PROPERTIES)
         self._emit(encode_footer(Footer(index_handle, filter_handle, hash_handle, props_handle)))
@@ -277,7 +284,11 @@ class TableWriter:
         self._min_seq = min(self._min_seq, min(seqs))
         self._max_seq = max(self._max_seq, max(seqs))
         self._index_keys.append(self._last_key)  # type: ignore[arg-type]
-        handle = self._write_block(encode_block(self._keys, self._values, seqs, self._kinds), BLOCK_DATA)
+        contents = encode_block(self._keys, self._values, seqs, self._kinds)
+        stored, codec = self._compress(contents)
+        self._raw_data_bytes += len(contents)
+        self._stored_data_bytes += len(stored)
+        handle = self._write_block(stored, BLOCK_DATA | codec << CODEC_SHIFT)
         self._index_offsets.append(handle.offset)
         self._index_sizes.append(handle.size)
         self._keys, self._values, self._seqs, self._kinds = [], [], [], bytearray()
