@@ -291,3 +291,16 @@ def test_repair_salvages_compressed_blocks(compressed: tuple[Path, list]) -> Non
     losses: list = []
     salvaged = list(salvage_table(str(path), lambda kind, problem, key: losses.append(kind)))
     assert salvaged == entries and losses == ["tables_unreadable"]
+
+
+def test_stats_report_stored_and_uncompressed_data_bytes(tmp_path: Path) -> None:
+    records = {b"user:%06d" % i: json.dumps({"id": i, "name": "user %d" % i, "tags": ["a", "b"]}).encode()
+               for i in range(3000)}
+    for compression, shrinks in (("zlib", True), ("none", False)):
+        with byrondbm.open(tmp_path / compression, "c", compression=compression) as db:
+            db.update(records)
+            db.compact()
+            stats = db.stats()
+        raw, stored = stats["data_bytes_uncompressed"], stats["data_bytes_stored"]
+        assert raw > sum(len(k) + len(v) for k, v in records.items())
+        assert (stored < 0.5 * raw) if shrinks else (stored == raw)

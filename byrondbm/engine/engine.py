@@ -616,6 +616,8 @@ class Engine:
             "live_keys": self.count(),
             "sequence": self._last_seq,
             "table_bytes": sum(t.properties.file_size for t in tables),
+            "data_bytes_uncompressed": sum(t.properties.raw_data_bytes for t in tables),
+            "data_bytes_stored": sum(t.properties.stored_data_bytes for t in tables),
             "background_errors": c["background_errors"],
             "workers": [] if compactor is None else compactor.worker_pids(),
             "worker_restarts": 0 if compactor is None else compactor.worker_restarts,
