@@ -137,9 +137,15 @@ class Compactor:
             pass
 
     def _run(self, job: Any) -> JobResult:
-        if self._pool is None:
+        """Run ``job`` in a worker (or here, with workers=0). A worker that died is a background error."""
+        pool = self._pool
+        if pool is None:
             return run_job(job, lambda: self._stopping)
-        result: JobResult = self._pool.run(job)
+        restarts = pool.restarts
+        try:
+            result: JobResult = pool.run(job)
+        finally:
+            self._vs.counters["background_errors"] += pool.restarts - restarts
         return result
 
     # ------------------------------------------------------------------ flushes
