@@ -99,7 +99,8 @@ class Engine:
             return str(getattr(importlib.import_module(self.module), "__version__", "") or "")
 
     def open(self, path: str, sync: bool = False) -> Handle:
-        """Creates a new, empty store at `path` (which must not exist)."""
+        """Creates a new, empty store at `path` (which must not exist), or opens the one a previous
+        `open` of this engine made there (the `reopen` workload)."""
         return self._open(path, sync)
 
     def _open(self, path: str, sync: bool) -> Handle:
@@ -137,7 +138,7 @@ class Byrondbm(Engine):
     def _open(self, path: str, sync: bool) -> Handle:
         import byrondbm
 
-        db = byrondbm.open(path, "ns" if sync else "n")
+        db = byrondbm.open(path, "cs" if sync else "c")
 
         def batch(pairs: list[Pair]) -> None:
             with db.batch() as b:
@@ -169,8 +170,8 @@ class DbmDumb(Engine):
     def _open(self, path: str, sync: bool) -> Handle:
         import dbm.dumb
 
-        os.mkdir(path)
-        db = dbm.dumb.open(os.path.join(path, "db"), "n")
+        os.makedirs(path, exist_ok=True)
+        db = dbm.dumb.open(os.path.join(path, "db"), "c")
         return Handle(
             put=db.__setitem__, get=db.get, delete=db.__delitem__, items=db.items, ordered=False,  # type: ignore[arg-type]
             seek=None, batch=None, compact=None, count=db.__len__, close=db.close,
@@ -256,10 +257,10 @@ class Sqlite3Dbm(Engine):
         return f"SQLite {sqlite3.sqlite_version}" + (" dbm.sqlite3" if _stdlib_dbm_sqlite3() else " 3.13 twin")
 
     def _open(self, path: str, sync: bool) -> Handle:
-        os.mkdir(path)
+        os.makedirs(path, exist_ok=True)
         file = os.path.join(path, "db.sqlite3")
         stdlib = _stdlib_dbm_sqlite3()
-        db = stdlib.open(file, "n") if stdlib is not None else SqliteMapping(file)
+        db = stdlib.open(file, "c") if stdlib is not None else SqliteMapping(file)
         cx: sqlite3.Connection = db._cx
 
         def bulk_put(pairs: list[Pair]) -> None:
@@ -364,7 +365,7 @@ class Plyvel(Engine):
     def _open(self, path: str, sync: bool) -> Handle:
         import plyvel  # type: ignore[import-untyped]
 
-        db = plyvel.DB(path, create_if_missing=True, error_if_exists=True)
+        db = plyvel.DB(path, create_if_missing=True)
 
         def batch(pairs: list[Pair]) -> None:
             with db.write_batch() as wb:

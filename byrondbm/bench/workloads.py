@@ -49,7 +49,7 @@ _POOL = 1 << 20
 
 WORKLOADS = (
     "fillseq", "fillrandom", "overwrite", "readrandom", "readmissing", "readseq", "seekrandom",
-    "deleterandom", "fillbatch", "fillsync",
+    "deleterandom", "fillbatch", "fillsync", "reopen",
 )
 ROWS: dict[str, tuple[str, ...]] = {
     **{w: (w,) for w in WORKLOADS},
@@ -408,9 +408,33 @@ def _deleterandom(ctx: Context, engine: Engine, h: Handle, row: str) -> Measurem
     return m
 
 
+def _reopen(ctx: Context, engine: Engine, h: Handle, row: str) -> Measurement:
+    """Single puts of n keys in random order (untimed), then close, open and one get, timed: what every
+    command-line call on a store written a moment ago pays. One operation; its seconds are the figure."""
+    ops, space = ctx.ops(engine, row), ctx.space
+    order = list(space.permutation(ops, row))
+    keys, values = _pairs_builder(space)(order)
+    with phase(ctx, f"{engine.name} {row}: {ops:,} puts (untimed)"):
+        _put_loop(h.put)((keys, values))
+    path = os.path.join(ctx.workdir, f"{engine.name}-{row}")
+    gc.collect()
+    cpu = time.process_time()
+    start = time.perf_counter()
+    h.close()
+    reopened = engine.open(path)
+    got = reopened.get(keys[-1])
+    seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    h.close = reopened.close  # the caller closes what is open
+    if got != values[-1]:
+        raise VerificationError("the last key written read back wrong after reopening")
+    return Measurement(1, seconds, cpu)
+
+
 Step = Callable[[Context, Engine, Handle, str], Measurement]
 FRESH_ROWS: dict[str, Step] = {
     "fillseq": _fill, "fillrandom": _fill, "fillbatch": _fillbatch, "fillsync_1t": _fillsync, "fillsync_8t": _fillsync,
+    "reopen": _reopen,
 }
 """Rows each timed on a new, empty store."""
 SHARED_ROWS: dict[str, Step] = {
