@@ -30,7 +30,8 @@ from byrondbm.errors import CorruptionError, error
 from byrondbm.server import MAX_MESSAGE_BYTES
 from byrondbm.server import byrondbm_pb2 as pb
 from byrondbm.server import byrondbm_pb2_grpc as pb_grpc
-from byrondbm.server.client import Client, connect, exception_for
+from byrondbm.server.client import Client, connect
+from byrondbm.server.status import exception_for
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT = 60.0  # seconds: the bound on every wait for the server (a start, a stop, a thread)

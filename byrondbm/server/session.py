@@ -1,0 +1,139 @@
+"""The server side of the `Session` stream: many tagged requests on one call, answered in any order.
+
+One task reads messages; each request that cannot block (see `ops.may_block`) is answered on the spot, the
+others of one message go to the thread pool together (one hand-off per message, not per request). One task
+writes: it packs every reply waiting into one message, so under load each message carries many replies and
+gRPC's per-message cost is shared. A request's failure is an error reply; the stream goes on.
+
+Stopping: when the server's `stopping` event is set, the session stops reading, waits for the requests it
+has read, sends their replies and ends the call with UNAVAILABLE, so a graceful stop neither waits out its
+grace period on idle sessions nor drops a reply to a write that was applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+
+from byrondbm.server import byrondbm_pb2 as pb
+from byrondbm.server.ops import error_reply, execute, may_block
+
+REPLY_PACK_BYTES = 1024 * 1024
+"""A reply message holds the replies waiting up to about this many bytes (one larger reply goes alone)."""
+
+_log = logging.getLogger("byrondbm.server")
+
+
+def _size(reply: pb.Reply) -> int:
+    result = reply.WhichOneof("result")
+    if result == "value":
+        return len(reply.value)
+    if result == "values":
+        return sum(map(len, reply.values.values))
+    return 0
+
+
+def _answer(db: Any, request: pb.Request) -> pb.Reply:
+    """`ops.execute`, with a bug (an unexpected exception) logged and answered UNKNOWN."""
+    try:
+        return execute(db, request)
+    except Exception as exc:  # noqa: BLE001  # a bug: the unary path lets gRPC log it; here we do
+        _log.exception("session request %d failed", request.id)
+        return error_reply(request.id, grpc.StatusCode.UNKNOWN.value[0], repr(exc), "bug")
+
+
+def _answer_all(db: Any, requests: Sequence[pb.Request]) -> list[pb.Reply]:
+    return [_answer(db, request) for request in requests]
+
+
+class Session:
+    """One `Session` call: reads requests, runs them, writes the replies. `run()` serves it to its end."""
+
+    def __init__(
+        self, db: Any, pool: ThreadPoolExecutor, stopping: asyncio.Event, context: grpc.aio.ServicerContext
+    ) -> None:
+        self._db = db
+        self._pool = pool
+        self._stopping = stopping
+        self._context = context
+        self._outbox: list[pb.Reply] = []
+        self._wake = asyncio.Event()
+        self._in_pool: set[asyncio.Future[None]] = set()
+        self._reading = True
+
+    async def run(self) -> None:
+        reader = asyncio.create_task(self._read())
+        writer = asyncio.create_task(self._write())
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait((reader, stop), return_when=asyncio.FIRST_COMPLETED)
+            stopping = stop.done()
+            reader.cancel()  # requests not yet read are not answered; the client raises for them
+            await asyncio.gather(reader, return_exceptions=True)
+            if self._in_pool:
+                await asyncio.wait(self._in_pool)
+            self._reading = False
+            self._wake.set()
+            await writer  # sends every reply left, then ends
+        finally:
+            stop.cancel()
+            writer.cancel()
+            reader.cancel()
+        if stopping:
+            await self._context.abort(grpc.StatusCode.UNAVAILABLE, "the server is stopping")
+
+    async def _read(self) -> None:
+        read = self._context.read
+        while True:
+            message = await read()
+            if message is grpc.aio.EOF:  # the client closed its side: finish what was asked
+                return
+            blocking = []
+            for request in message.requests:
+                if may_block(request):
+                    blocking.append(request)
+                else:
+                    self._outbox.append(_answer(self._db, request))
+            if blocking:
+                self._run_in_pool(blocking)
+            if self._outbox:
+                self._wake.set()
+
+    def _run_in_pool(self, requests: list[pb.Request]) -> None:
+        future = asyncio.get_running_loop().run_in_executor(self._pool, _answer_all, self._db, requests)
+        done = asyncio.ensure_future(self._deliver(future))
+        self._in_pool.add(done)
+        done.add_done_callback(self._in_pool.discard)
+
+    async def _deliver(self, replies: asyncio.Future[list[pb.Reply]]) -> None:
+        self._outbox.extend(await replies)
+        self._wake.set()
+
+    async def _write(self) -> None:
+        write = self._context.write
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outbox:
+                await write(pb.SessionReply(replies=self._take()))
+            if not self._reading:
+                return
+
+    def _take(self) -> list[pb.Reply]:
+        """The replies waiting, up to about `REPLY_PACK_BYTES` of them (always at least one)."""
+        outbox = self._outbox
+        size = 0
+        for count, reply in enumerate(outbox, 1):
+            size += _size(reply)
+            if size >= REPLY_PACK_BYTES:
+                break
+        else:
+            self._outbox = []
+            return outbox
+        self._outbox = outbox[count:]
+        return outbox[:count]
