@@ -347,6 +347,8 @@ def test_non_loopback_without_token_refuses_to_start(tmp_path: Path) -> None:
     empty.write_text("\n")
     result = _run_serve(path, "--token-file", str(empty), "--port", "0")
     assert result.returncode == 2 and "empty" in result.stderr, result
+    result = _run_serve(path, "--tls-cert", str(empty), "--port", "0")
+    assert result.returncode == 2 and "go together" in result.stderr, result
     # The same command on its own, without the rest of the command line:
     standalone = [sys.executable, "-m", "byrondbm.server", str(path), "--host", "0.0.0.0"]
     result = subprocess.run(standalone, capture_output=True, text=True, timeout=WAIT, env=_env(), check=False)
@@ -355,10 +357,16 @@ def test_non_loopback_without_token_refuses_to_start(tmp_path: Path) -> None:
 
 
 def test_port_in_use_or_database_locked_fails_with_status_1(tmp_path: Path, server: ServerProcess) -> None:
-    result = _run_serve(tmp_path / "other", "--port", str(server.port))
-    assert result.returncode == 1 and "cannot bind" in result.stderr, result
+    other = tmp_path / "other"
+    result = _run_serve(other, "--port", str(server.port))
+    assert result.returncode == 1 and result.stderr.startswith("byrondbm serve: error: cannot bind"), result
+    assert result.stderr.count("\n") == 1, result  # one line: gRPC's own log stays off stderr
+    assert not other.exists()  # the port is bound before the database is created
     result = _run_serve(server.path, "--port", "0")  # the running server holds the database's lock
-    assert result.returncode == 1 and "lock" in result.stderr, result
+    assert result.returncode == 1 and result.stderr.startswith("byrondbm serve: error: "), result
+    assert "lock" in result.stderr and "Errno" not in result.stderr and result.stderr.count("\n") == 1, result
+    verbose = _run_serve(other, "--port", str(server.port), "--verbose")
+    assert verbose.returncode == 1 and "add_port" in verbose.stderr, verbose  # gRPC's log, asked for
 
 
 def test_message_size_limits(server: ServerProcess, client: Client) -> None:

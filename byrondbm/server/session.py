@@ -111,7 +111,8 @@ class Session:
         done.add_done_callback(self._in_pool.discard)
 
     async def _deliver(self, replies: asyncio.Future[list[pb.Reply]]) -> None:
-        self._outbox.extend(await replies)
+        done = await replies  # before touching the outbox, which the writer may swap meanwhile
+        self._outbox.extend(done)
         self._wake.set()
 
     async def _write(self) -> None:
