@@ -7,11 +7,13 @@ go together in one message, so several threads share each message's cost.
 How: a caller tags its request with an id, queues it and blocks on a lock of its own; gRPC's request thread
 drains the queue into messages of up to `REQUEST_PACK_BYTES`; a reader thread hands each reply to the waiter
 with its id. Sending each request at once would put one request in most messages (the sender is faster than
-the server), so the sender holds the next message until the reads of the previous one are answered, and the
-requests arriving meanwhile go together (under load from four threads: about three requests a message rather
-than 1.5, as scripts/server_load.py showed). Only reads hold it: the server answers them from its event loop,
-right after the requests before them, while a write may wait on an fsync or the compactor, and no request
-should wait behind another's write. When the stream breaks (server gone or stopping, token refused), every waiter is woken with the
+the server), so the sender holds the next message until the previous one is answered, for at most
+`HOLD_SECONDS`, and the requests arriving meanwhile go together (under load from four threads: about three
+requests a message rather than 1.5). The bound keeps a slow request (a write waiting on an fsync or the
+compactor) from holding up the others for longer; a lone thread never waits, its previous request being
+answered before it asks again.
+
+When the stream breaks (server gone or stopping, token refused), every waiter is woken with the
 `grpc.RpcError` that ended it and the stream refuses further requests (`failure` is set): its owner starts a
 new one. No thread ever waits on a stream that has ended.
 """
@@ -35,8 +37,8 @@ REQUEST_PACK_BYTES = 1024 * 1024
 _PACK_COUNT = 1024
 """At most this many requests in one message, so one message never takes long to build or answer."""
 
-_READS = frozenset({"get", "contains", "get_many"})
-"""Requests the server answers without waiting on anything but the requests before them."""
+HOLD_SECONDS = 0.002
+"""Longest the sender holds a message for the previous one's replies: a few round trips of a loaded server."""
 
 
 class _Waiter:
@@ -73,9 +75,9 @@ class SessionStream:
         self._ids = itertools.count(1)
         self.failure: grpc.RpcError | None = None
         """What ended the stream; None while it runs."""
-        self._reads_out: set[int] = set()  # ids of the last message's reads not yet answered
-        self._reads_answered = threading.Event()  # set when _reads_out is empty: the next message may go
-        self._reads_answered.set()
+        self._unanswered: set[int] = set()  # ids of the last message's requests not yet answered
+        self._answered = threading.Event()  # set when _unanswered is empty: the next message may go
+        self._answered.set()
         self._call = stub.Session(self._messages(), metadata=metadata)
         threading.Thread(target=self._read, name="byrondbm-session-reader", daemon=True).start()
 
@@ -102,11 +104,6 @@ class SessionStream:
         """Ends the request side: the server answers what it has, then ends the call."""
         self._outgoing.put(None)
 
-    def cancel(self) -> None:
-        """Ends the call now; waiters get the cancellation."""
-        self._outgoing.put(None)
-        self._call.cancel()
-
     def _messages(self) -> Iterator[pb.SessionRequest]:
         """What gRPC's request thread sends: every request waiting, packed (ends at `None`)."""
         get, get_nowait = self._outgoing.get, self._outgoing.get_nowait
@@ -114,7 +111,7 @@ class SessionStream:
             item = get()
             if item is None:
                 return
-            self._reads_answered.wait()
+            self._answered.wait(HOLD_SECONDS)
             request, size = item
             requests = [request]
             while size < REQUEST_PACK_BYTES and len(requests) < _PACK_COUNT:
@@ -127,10 +124,8 @@ class SessionStream:
                     return
                 requests.append(item[0])
                 size += item[1]
-            reads = {r.id for r in requests if r.WhichOneof("op") in _READS}
-            if reads:
-                self._reads_answered.clear()
-                self._reads_out = reads
+            self._answered.clear()
+            self._unanswered = {r.id for r in requests}
             yield pb.SessionRequest(requests=requests)
 
     def _read(self) -> None:
@@ -139,21 +134,21 @@ class SessionStream:
         waiters = self._waiters
         try:
             for message in self._call:
-                reads_out = self._reads_out
+                unanswered = self._unanswered
                 for reply in message.replies:
                     waiter = waiters.pop(reply.id, None)
                     if waiter is not None:
                         waiter.resolve(reply, None)
-                    if reply.id in reads_out:
-                        reads_out.discard(reply.id)
-                        if not reads_out:
-                            self._reads_answered.set()
+                    if reply.id in unanswered:
+                        unanswered.discard(reply.id)
+                        if not unanswered and unanswered is self._unanswered:
+                            self._answered.set()
         except grpc.RpcError as exc:
             failure = exc
         with self._lock:
             self.failure = failure
             left, self._waiters = self._waiters, {}
         self._outgoing.put(None)  # ends gRPC's request thread, blocked in _messages
-        self._reads_answered.set()
+        self._answered.set()
         for waiter in left.values():
             waiter.resolve(None, failure)

@@ -87,5 +87,28 @@ def execute(db: Any, request: pb.Request) -> pb.Reply:
         return error_reply(request.id, code.value[0], details_for(exc), kind)
 
 
+def execute_all(db: Any, requests: Sequence[pb.Request]) -> list[pb.Reply]:
+    """`execute` for each request, except that two or more puts are written as one atomic batch: one log
+    record and, in 's' mode, one fsync. They come from callers waiting at the same time, so any order and
+    grouping of them is one the callers could have seen; if the batch fails, each put gets its error."""
+    puts = [r for r in requests if r.WhichOneof("op") == "put"]
+    if len(puts) < 2:
+        return [execute(db, request) for request in requests]
+    replies = [execute(db, request) for request in requests if request.WhichOneof("op") != "put"]
+    try:
+        with db.batch() as batch:
+            for request in puts:
+                batch.put(request.put.key, request.put.value)
+    except Exception as exc:
+        mapped = status_for(exc)
+        if mapped is None:
+            raise
+        code, kind = mapped
+        replies.extend(error_reply(r.id, code.value[0], details_for(exc), kind) for r in puts)
+    else:
+        replies.extend(pb.Reply(id=r.id, done=pb.Empty()) for r in puts)
+    return replies
+
+
 def error_reply(request_id: int, code: int, details: str, kind: str) -> pb.Reply:
     return pb.Reply(id=request_id, error=pb.Status(code=code, details=details, kind=kind))

@@ -1,9 +1,11 @@
 """The server side of the `Session` stream: many tagged requests on one call, answered in any order.
 
 One task reads messages; each request that cannot block (see `ops.may_block`) is answered on the spot, the
-others of one message go to the thread pool together (one hand-off per message, not per request). One task
-writes: it packs every reply waiting into one message, so under load each message carries many replies and
-gRPC's per-message cost is shared. A request's failure is an error reply; the stream goes on.
+others of one message go to the thread pool together (one hand-off per message, not per request). Replies
+are written by whoever produced them (the reader, or the task awaiting a pool job) unless a write is already
+under way, in which case that writer sends them too: every reply waiting goes in one message, so under load
+each message carries many replies and gRPC's per-message cost is shared, and no task switch stands between a
+reply and its write. A request's failure is an error reply; the stream goes on.
 
 Stopping: when the server's `stopping` event is set, the session stops reading, waits for the requests it
 has read, sends their replies and ends the call with UNAVAILABLE, so a graceful stop neither waits out its
@@ -21,7 +23,7 @@ from typing import Any
 import grpc
 
 from byrondbm.server import byrondbm_pb2 as pb
-from byrondbm.server.ops import error_reply, execute, may_block
+from byrondbm.server.ops import error_reply, execute_all, may_block
 
 REPLY_PACK_BYTES = 1024 * 1024
 """A reply message holds the replies waiting up to about this many bytes (one larger reply goes alone)."""
@@ -38,17 +40,13 @@ def _size(reply: pb.Reply) -> int:
     return 0
 
 
-def _answer(db: Any, request: pb.Request) -> pb.Reply:
-    """`ops.execute`, with a bug (an unexpected exception) logged and answered UNKNOWN."""
+def _answer(db: Any, requests: Sequence[pb.Request]) -> list[pb.Reply]:
+    """`ops.execute_all`, with a bug (an unexpected exception) logged and answered UNKNOWN."""
     try:
-        return execute(db, request)
+        return execute_all(db, requests)
     except Exception as exc:  # noqa: BLE001  # a bug: the unary path lets gRPC log it; here we do
-        _log.exception("session request %d failed", request.id)
-        return error_reply(request.id, grpc.StatusCode.UNKNOWN.value[0], repr(exc), "bug")
-
-
-def _answer_all(db: Any, requests: Sequence[pb.Request]) -> list[pb.Reply]:
-    return [_answer(db, request) for request in requests]
+        _log.exception("session requests failed")
+        return [error_reply(r.id, grpc.StatusCode.UNKNOWN.value[0], repr(exc), "bug") for r in requests]
 
 
 class Session:
@@ -62,13 +60,11 @@ class Session:
         self._stopping = stopping
         self._context = context
         self._outbox: list[pb.Reply] = []
-        self._wake = asyncio.Event()
+        self._writing = False
         self._in_pool: set[asyncio.Future[None]] = set()
-        self._reading = True
 
     async def run(self) -> None:
         reader = asyncio.create_task(self._read())
-        writer = asyncio.create_task(self._write())
         stop = asyncio.create_task(self._stopping.wait())
         try:
             await asyncio.wait((reader, stop), return_when=asyncio.FIRST_COMPLETED)
@@ -76,13 +72,10 @@ class Session:
             reader.cancel()  # requests not yet read are not answered; the client raises for them
             await asyncio.gather(reader, return_exceptions=True)
             if self._in_pool:
-                await asyncio.wait(self._in_pool)
-            self._reading = False
-            self._wake.set()
-            await writer  # sends every reply left, then ends
+                await asyncio.wait(self._in_pool)  # their replies are written as they finish
+            await self._flush()  # the reader may have been cancelled with replies waiting
         finally:
             stop.cancel()
-            writer.cancel()
             reader.cancel()
         if stopping:
             await self._context.abort(grpc.StatusCode.UNAVAILABLE, "the server is stopping")
@@ -93,37 +86,36 @@ class Session:
             message = await read()
             if message is grpc.aio.EOF:  # the client closed its side: finish what was asked
                 return
-            blocking = []
+            inline, blocking = [], []
             for request in message.requests:
-                if may_block(request):
-                    blocking.append(request)
-                else:
-                    self._outbox.append(_answer(self._db, request))
+                (blocking if may_block(request) else inline).append(request)
+            if inline:
+                self._outbox.extend(_answer(self._db, inline))
             if blocking:
                 self._run_in_pool(blocking)
-            if self._outbox:
-                self._wake.set()
+            await self._flush()
 
     def _run_in_pool(self, requests: list[pb.Request]) -> None:
-        future = asyncio.get_running_loop().run_in_executor(self._pool, _answer_all, self._db, requests)
+        future = asyncio.get_running_loop().run_in_executor(self._pool, _answer, self._db, requests)
         done = asyncio.ensure_future(self._deliver(future))
         self._in_pool.add(done)
         done.add_done_callback(self._in_pool.discard)
 
     async def _deliver(self, replies: asyncio.Future[list[pb.Reply]]) -> None:
-        done = await replies  # before touching the outbox, which the writer may swap meanwhile
+        done = await replies  # before touching the outbox, which a writer may swap meanwhile
         self._outbox.extend(done)
-        self._wake.set()
+        await self._flush()
 
-    async def _write(self) -> None:
-        write = self._context.write
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
+    async def _flush(self) -> None:
+        """Writes every reply waiting, unless another task is writing (it will send them)."""
+        if self._writing:
+            return
+        self._writing = True
+        try:
             while self._outbox:
-                await write(pb.SessionReply(replies=self._take()))
-            if not self._reading:
-                return
+                await self._context.write(pb.SessionReply(replies=self._take()))
+        finally:
+            self._writing = False
 
     def _take(self) -> list[pb.Reply]:
         """The replies waiting, up to about `REPLY_PACK_BYTES` of them (always at least one)."""
