@@ -61,6 +61,9 @@ class Session:
         self._context = context
         self._outbox: list[pb.Reply] = []
         self._writing = False
+        self._over = False  # the call has ended (or its handler was cancelled): nothing more is written
+        self._in_read = False  # the reader waits for a message (so cancelling it loses nothing read)
+        self._stop_reading = False
         self._in_pool: set[asyncio.Future[None]] = set()
 
     async def run(self) -> None:
@@ -69,12 +72,17 @@ class Session:
         try:
             await asyncio.wait((reader, stop), return_when=asyncio.FIRST_COMPLETED)
             stopping = stop.done()
-            reader.cancel()  # requests not yet read are not answered; the client raises for them
+            # Requests not yet read are not answered (the client raises for them); a reader busy writing
+            # replies finishes that first.
+            self._stop_reading = True
+            if self._in_read:
+                reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
             if self._in_pool:
                 await asyncio.wait(self._in_pool)  # their replies are written as they finish
             await self._flush()  # the reader may have been cancelled with replies waiting
         finally:
+            self._over = True  # pool jobs still running after a cancellation must not write
             stop.cancel()
             reader.cancel()
         if stopping:
@@ -82,8 +90,12 @@ class Session:
 
     async def _read(self) -> None:
         read = self._context.read
-        while True:
-            message = await read()
+        while not self._stop_reading:
+            self._in_read = True
+            try:
+                message = await read()
+            finally:
+                self._in_read = False
             if message is grpc.aio.EOF:  # the client closed its side: finish what was asked
                 return
             inline, blocking = [], []
@@ -108,12 +120,16 @@ class Session:
 
     async def _flush(self) -> None:
         """Writes every reply waiting, unless another task is writing (it will send them)."""
-        if self._writing:
+        if self._writing or self._over:
             return
         self._writing = True
         try:
             while self._outbox:
                 await self._context.write(pb.SessionReply(replies=self._take()))
+        except Exception:
+            if not (self._over or self._context.cancelled() or self._context.done()):
+                raise
+            self._outbox = []  # the client cancelled or went away: nobody is left to answer
         finally:
             self._writing = False
 
