@@ -105,8 +105,8 @@ def _open(system: str, target: str) -> tuple[Any, Callable[..., Callable[[], int
         import redis
 
         host, port = target.rsplit(":", 1)
-        client = redis.Redis(host=host, port=int(port))
-        return client, _redis_op, client.close
+        redis_client = redis.Redis(host=host, port=int(port))
+        return redis_client, _redis_op, redis_client.close
     if system == "byrondbm-unary":
         import grpc
 

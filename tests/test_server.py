@@ -62,12 +62,15 @@ class ServerProcess:
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
-        line = self._lines.get(timeout=WAIT)
-        if line is None:
-            self.stop()
-            raise AssertionError(f"server did not start: {self.stderr()}")
-        match = re.fullmatch(r"serving (.+) on 127\.0\.0\.1:(\d+)", line.strip())
-        assert match, line
+        try:
+            line = self._lines.get(timeout=WAIT)
+            if line is None:
+                raise AssertionError(f"server did not start: {self.stderr()}")
+            match = re.fullmatch(r"serving (.+) on 127\.0\.0\.1:(\d+)", line.strip())
+            assert match, line
+        except BaseException:
+            self.stop(signal.SIGKILL)  # never outlives a failed start
+            raise
         self.port = int(match.group(2))
         self.target = f"127.0.0.1:{self.port}"
 
@@ -397,7 +400,7 @@ def test_connect_without_a_server_fails_fast() -> None:
 def test_closed_client_raises_error(client: Client) -> None:
     client.close()
     client.close()  # idempotent
-    for call in (lambda: client[b"k"], lambda: len(client), lambda: client.scan(), client.sync):
+    for call in (lambda: client[b"k"], lambda: len(client), lambda: client.scan(), client.sync, lambda: client.get_many([b"k"])):
         with pytest.raises(error):
             call()
 

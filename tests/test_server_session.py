@@ -161,7 +161,13 @@ def test_a_killed_server_fails_waiting_calls_and_a_new_one_is_reached(tmp_path: 
     """SIGKILL while threads wait on the stream: each raises byrondbm.error (none hangs); once a server
     listens there again, the same client opens a new stream and carries on."""
     srv = ServerProcess(tmp_path / "db")
-    port = srv.port
+    try:
+        _hammer_through_a_kill(srv)
+    finally:
+        srv.stop(signal.SIGKILL)  # a no-op once killed
+
+
+def _hammer_through_a_kill(srv: ServerProcess) -> None:
     outcomes: list[object] = []
     started = threading.Barrier(5, timeout=WAIT)
     with connect(srv.target) as c:
@@ -189,7 +195,7 @@ def test_a_killed_server_fails_waiting_calls_and_a_new_one_is_reached(tmp_path: 
         assert len(outcomes) == 4 and all(isinstance(o, error) for o in outcomes), outcomes
         with pytest.raises(error):
             c[b"k"]  # nobody listens: a new stream fails too
-        again = ServerProcess(tmp_path / "db", port=port)
+        again = ServerProcess(srv.path, port=srv.port)
         value = None
         try:
             for _ in range(int(WAIT / 0.1)):  # the channel retries connecting with a backoff

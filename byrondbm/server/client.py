@@ -135,7 +135,7 @@ class Client(ScanViews, MutableMapping):  # type: ignore[type-arg,misc]  # keys/
         """Deletes every key seen by one scan, in batches of 1024 (not atomic: keys written meanwhile stay)."""
         keys = self.scan(keys_only=True)
         while True:
-            chunk = [(k, None) for k, _ in zip(keys, range(1024))]
+            chunk: list[tuple[bytes, bytes | None]] = [(k, None) for k, _ in zip(keys, range(1024))]
             if not chunk:
                 return
             self._send_batch(chunk)

@@ -98,7 +98,8 @@ class Session:
                 self._in_read = False
             if message is grpc.aio.EOF:  # the client closed its side: finish what was asked
                 return
-            inline, blocking = [], []
+            inline: list[pb.Request] = []
+            blocking: list[pb.Request] = []
             for request in message.requests:
                 (blocking if may_block(request) else inline).append(request)
             if inline:

@@ -63,14 +63,15 @@ def exception_for(exc: grpc.RpcError, key: object = None) -> Exception:
 
     `key` is the key of a point operation, as the caller gave it: NOT_FOUND then becomes `KeyError(key)`.
     """
+    kind: str | None = None
     if isinstance(exc, RemoteError):
-        code, details, kind = exc.code(), exc.details(), exc.kind
+        code, text, kind = exc.code(), exc.details(), exc.kind
     elif isinstance(exc, grpc.Call):
-        code, details = exc.code(), exc.details()
+        code, text = exc.code(), exc.details()
         kind = dict(exc.trailing_metadata() or ()).get(ERROR_KIND_METADATA_KEY)
     else:
-        code, details, kind = grpc.StatusCode.UNKNOWN, None, None
-    details = details or code.name
+        code, text = grpc.StatusCode.UNKNOWN, None
+    details: str = text or code.name
     if code is grpc.StatusCode.NOT_FOUND:
         return KeyError(key) if key is not None else KeyError(details)
     if code is grpc.StatusCode.INVALID_ARGUMENT:
