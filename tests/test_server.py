@@ -352,6 +352,8 @@ def test_non_loopback_without_token_refuses_to_start(tmp_path: Path) -> None:
     assert result.returncode == 2 and "empty" in result.stderr, result
     result = _run_serve(path, "--tls-cert", str(empty), "--port", "0")
     assert result.returncode == 2 and "go together" in result.stderr, result
+    result = _run_serve(path, "--tls-cert", str(empty), "--tls-key", str(empty), "--port", "0")
+    assert result.returncode == 2 and "not PEM" in result.stderr, result
     # The same command on its own, without the rest of the command line:
     standalone = [sys.executable, "-m", "byrondbm.server", str(path), "--host", "0.0.0.0"]
     result = subprocess.run(standalone, capture_output=True, text=True, timeout=WAIT, env=_env(), check=False)

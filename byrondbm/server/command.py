@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         token = _read_token(args.token_file) if args.token_file is not None else None
         tls_cert, tls_key = _read_tls(args.tls_cert, args.tls_key)
         service.check_exposure(args.host, token)
+        service.check_tls(tls_cert, tls_key)
     except OSError as exc:
         _fail(describe_error(exc))
         return 2

@@ -217,6 +217,17 @@ def check_exposure(host: str, token: str | None) -> None:
         )
 
 
+def check_tls(tls_cert: bytes | None, tls_key: bytes | None) -> None:
+    """Raises ValueError unless both or neither are given and each looks like its PEM kind (whether the
+    key matches the certificate shows only when the port is bound)."""
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("TLS needs both a certificate chain and its private key")
+    if tls_cert is not None and b"-----BEGIN CERTIFICATE-----" not in tls_cert:
+        raise ValueError("the TLS certificate is not PEM (no BEGIN CERTIFICATE line)")
+    if tls_key is not None and b"PRIVATE KEY-----" not in tls_key:
+        raise ValueError("the TLS key is not a PEM private key (no BEGIN ... PRIVATE KEY line)")
+
+
 class Server:
     """A running server for one open database. Made by `start_server`; stop it with `stop()`."""
 
@@ -244,8 +255,7 @@ def _listen(
 ) -> tuple[grpc.aio.Server, int]:
     """A gRPC server (not started) bound to host:port, and the port bound; `byrondbm.error` if it cannot be."""
     check_exposure(host, token)
-    if (tls_cert is None) != (tls_key is None):
-        raise ValueError("TLS needs both a certificate chain and its private key")
+    check_tls(tls_cert, tls_key)
     interceptors = [_TokenCheck(token)] if token is not None else []
     server = grpc.aio.server(interceptors=interceptors, options=_CHANNEL_OPTIONS)
     address = format_address(host, port)
@@ -257,7 +267,10 @@ def _listen(
     except RuntimeError:  # grpcio >= 1.5x raises; older versions returned 0
         bound = 0
     if bound == 0:
-        raise error(f"cannot bind {address}: address in use or not available")
+        why = "address in use or not available"
+        if tls_cert is not None:
+            why += ", or the TLS key does not match the certificate"
+        raise error(f"cannot bind {address}: {why}")
     return server, bound
 
 
@@ -282,8 +295,8 @@ async def start_server(
     """Serves the open database `db` on host:port (0 picks a free port) from the running event loop.
 
     With `tls_cert` (a PEM certificate chain) and `tls_key` (its PEM private key) the port speaks TLS only.
-    Raises ValueError for a non-loopback host without a token (see `check_exposure`) and
-    `byrondbm.error` when the address cannot be bound.
+    Raises ValueError for a non-loopback host without a token (see `check_exposure`) or malformed TLS
+    material (see `check_tls`), and `byrondbm.error` when the address cannot be bound.
     """
     server, bound = _listen(host, port, token, tls_cert, tls_key)
     return await _start(server, bound, db, workers)
@@ -307,10 +320,11 @@ def serve(
     serves it until SIGINT or SIGTERM, then stops gracefully (see `Server.stop`) and closes the database.
 
     `ready(port)` is called once serving. Handles signals, so call it from the main thread. Raises
-    ValueError for a non-loopback host without a token and `byrondbm.error` for a port that cannot be bound,
-    in both cases before touching the database.
+    ValueError for a non-loopback host without a token or malformed TLS material, and `byrondbm.error` for a
+    port that cannot be bound, in every case before touching the database.
     """
     check_exposure(host, token)
+    check_tls(tls_cert, tls_key)
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("serve() installs signal handlers: call it from the main thread, or use start_server()")
     asyncio.run(_serve_until_signal(path, flag, options, host, port, token, tls_cert, tls_key, grace, workers, ready))
