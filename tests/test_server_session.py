@@ -6,6 +6,7 @@ in a `finally`. Every wait is bounded; every loop has a fixed number of steps.
 
 from __future__ import annotations
 
+import gc
 import random
 import shutil
 import signal
@@ -155,6 +156,20 @@ def test_threads_share_one_session(client: Client) -> None:
     assert not any(t.is_alive() for t in threads)
     assert not failures, failures
     assert len(client) == 8 * 9
+
+
+def test_a_dropped_client_ends_its_stream(server: ServerProcess) -> None:
+    def readers() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "byrondbm-session-reader"]
+
+    before = set(readers())
+    c = connect(server.target)
+    c[b"k"] = b"v"
+    (mine,) = set(readers()) - before
+    del c
+    gc.collect()
+    mine.join(WAIT)
+    assert not mine.is_alive()
 
 
 def test_a_killed_server_fails_waiting_calls_and_a_new_one_is_reached(tmp_path: Path) -> None:

@@ -210,6 +210,11 @@ class Client(ScanViews, MutableMapping):  # type: ignore[type-arg,misc]  # keys/
                 self._stream.close()
         self._channel.close()
 
+    def __del__(self) -> None:
+        # Dropped without close(): the stream's threads would otherwise keep the channel, and themselves, alive.
+        if not getattr(self, "_closed", True):
+            self.close()
+
     def __enter__(self) -> Self:
         return self
 
