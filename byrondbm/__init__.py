@@ -43,11 +43,18 @@ def repair(path: Union[str, bytes, "os.PathLike[Any]"]) -> dict[str, Any]:
     return repair_database(os.fsdecode(os.fspath(path)))
 
 
-def connect(target: str, token: Optional[str] = None, *, timeout: float = 10.0) -> Any:
-    """A client of ``byrondbm serve`` with the mapping, ``scan`` and ``batch`` interface (extra ``server``);
-    ``timeout`` bounds each call, in seconds."""
+def connect(
+    target: str,
+    token: Optional[str] = None,
+    *,
+    timeout: float = 10.0,
+    tls_ca: Union[str, bytes, "os.PathLike[Any]", None] = None,
+) -> Any:
+    """A client of ``byrondbm serve`` with the mapping, ``scan``, ``get_many`` and ``batch`` interface (extra
+    ``server``); ``timeout`` bounds the wait for the server to answer, in seconds; ``tls_ca`` is the PEM file
+    of the certificate authorities to trust, for a server started with TLS."""
     try:
         from .server import client
     except ImportError as e:  # grpcio missing
         raise error(f"byrondbm.connect needs the 'server' extra: pip install 'byrondbm[server]' ({e})") from None
-    return client.connect(target, token=token, timeout=timeout)
+    return client.connect(target, token=token, timeout=timeout, tls_ca=tls_ca)

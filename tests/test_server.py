@@ -30,7 +30,8 @@ from byrondbm.errors import CorruptionError, error
 from byrondbm.server import MAX_MESSAGE_BYTES
 from byrondbm.server import byrondbm_pb2 as pb
 from byrondbm.server import byrondbm_pb2_grpc as pb_grpc
-from byrondbm.server.client import Client, connect, exception_for
+from byrondbm.server.client import Client, connect
+from byrondbm.server.status import exception_for
 
 REPO = Path(__file__).resolve().parents[1]
 WAIT = 60.0  # seconds: the bound on every wait for the server (a start, a stop, a thread)
@@ -61,12 +62,15 @@ class ServerProcess:
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
-        line = self._lines.get(timeout=WAIT)
-        if line is None:
-            self.stop()
-            raise AssertionError(f"server did not start: {self.stderr()}")
-        match = re.fullmatch(r"serving (.+) on 127\.0\.0\.1:(\d+)", line.strip())
-        assert match, line
+        try:
+            line = self._lines.get(timeout=WAIT)
+            if line is None:
+                raise AssertionError(f"server did not start: {self.stderr()}")
+            match = re.fullmatch(r"serving (.+) on 127\.0\.0\.1:(\d+)", line.strip())
+            assert match, line
+        except BaseException:
+            self.stop(signal.SIGKILL)  # never outlives a failed start
+            raise
         self.port = int(match.group(2))
         self.target = f"127.0.0.1:{self.port}"
 
@@ -346,6 +350,10 @@ def test_non_loopback_without_token_refuses_to_start(tmp_path: Path) -> None:
     empty.write_text("\n")
     result = _run_serve(path, "--token-file", str(empty), "--port", "0")
     assert result.returncode == 2 and "empty" in result.stderr, result
+    result = _run_serve(path, "--tls-cert", str(empty), "--port", "0")
+    assert result.returncode == 2 and "go together" in result.stderr, result
+    result = _run_serve(path, "--tls-cert", str(empty), "--tls-key", str(empty), "--port", "0")
+    assert result.returncode == 2 and "not PEM" in result.stderr, result
     # The same command on its own, without the rest of the command line:
     standalone = [sys.executable, "-m", "byrondbm.server", str(path), "--host", "0.0.0.0"]
     result = subprocess.run(standalone, capture_output=True, text=True, timeout=WAIT, env=_env(), check=False)
@@ -354,10 +362,16 @@ def test_non_loopback_without_token_refuses_to_start(tmp_path: Path) -> None:
 
 
 def test_port_in_use_or_database_locked_fails_with_status_1(tmp_path: Path, server: ServerProcess) -> None:
-    result = _run_serve(tmp_path / "other", "--port", str(server.port))
-    assert result.returncode == 1 and "cannot bind" in result.stderr, result
+    other = tmp_path / "other"
+    result = _run_serve(other, "--port", str(server.port))
+    assert result.returncode == 1 and result.stderr.startswith("byrondbm serve: error: cannot bind"), result
+    assert result.stderr.count("\n") == 1, result  # one line: gRPC's own log stays off stderr
+    assert not other.exists()  # the port is bound before the database is created
     result = _run_serve(server.path, "--port", "0")  # the running server holds the database's lock
-    assert result.returncode == 1 and "lock" in result.stderr, result
+    assert result.returncode == 1 and result.stderr.startswith("byrondbm serve: error: "), result
+    assert "lock" in result.stderr and "Errno" not in result.stderr and result.stderr.count("\n") == 1, result
+    verbose = _run_serve(other, "--port", str(server.port), "--verbose")
+    assert verbose.returncode == 1 and "add_port" in verbose.stderr, verbose  # gRPC's log, asked for
 
 
 def test_message_size_limits(server: ServerProcess, client: Client) -> None:
@@ -388,7 +402,7 @@ def test_connect_without_a_server_fails_fast() -> None:
 def test_closed_client_raises_error(client: Client) -> None:
     client.close()
     client.close()  # idempotent
-    for call in (lambda: client[b"k"], lambda: len(client), lambda: client.scan(), client.sync):
+    for call in (lambda: client[b"k"], lambda: len(client), lambda: client.scan(), client.sync, lambda: client.get_many([b"k"])):
         with pytest.raises(error):
             call()
 

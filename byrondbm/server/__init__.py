@@ -4,10 +4,12 @@ This is the optional extra `byrondbm[server]` (grpcio, protobuf). Importing this
 grpc: `serve`, `start_server`, `Server`, `connect` and `Client` are loaded on first use, so the command
 line's `--help` works on a machine without the extra.
 
-- `serve(path, host="127.0.0.1", port=0, *, token=None, ...)` serves a database until SIGINT/SIGTERM.
+- `serve(path, host="127.0.0.1", port=0, *, token=None, tls_cert=None, tls_key=None, ...)` serves a
+  database until SIGINT/SIGTERM.
 - `start_server(db, ...)` (async) embeds a server for an open database in a running event loop.
-- `connect("host:port", token=None)` returns a `Client`, a `MutableMapping` with `scan`, `batch`,
-  `stats`, `sync` and `close` like `byrondbm.Database`.
+- `connect("host:port", token=None, *, tls_ca=None)` returns a `Client`, a `MutableMapping` with `get_many`,
+  `scan`, `batch`, `stats`, `sync` and `close` like `byrondbm.Database`, whose point requests share one
+  session stream.
 
 The constants below are the wire conventions both sides share.
 """

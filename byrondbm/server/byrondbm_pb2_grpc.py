@@ -80,6 +80,16 @@ class ByronDBMStub(object):
                 request_serializer=byrondbm_dot_server_dot_byrondbm__pb2.Empty.SerializeToString,
                 response_deserializer=byrondbm_dot_server_dot_byrondbm__pb2.Empty.FromString,
                 _registered_method=True)
+        self.GetMany = channel.unary_unary(
+                '/byrondbm.ByronDBM/GetMany',
+                request_serializer=byrondbm_dot_server_dot_byrondbm__pb2.KeysRequest.SerializeToString,
+                response_deserializer=byrondbm_dot_server_dot_byrondbm__pb2.ValuesReply.FromString,
+                _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/byrondbm.ByronDBM/Session',
+                request_serializer=byrondbm_dot_server_dot_byrondbm__pb2.SessionRequest.SerializeToString,
+                response_deserializer=byrondbm_dot_server_dot_byrondbm__pb2.SessionReply.FromString,
+                _registered_method=True)
 
 
 class ByronDBMServicer(object):
@@ -145,6 +155,22 @@ class ByronDBMServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMany(self, request, context):
+        """The values of many keys, in the order asked, with the indexes of the absent ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Session(self, request_iterator, context):
+        """Many requests in flight on one stream, each answered by a Reply with its id, in any order. A failed
+        request gets a Reply carrying its status; the stream goes on. When the server stops it answers what it
+        has read and ends the stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ByronDBMServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -192,6 +218,16 @@ def add_ByronDBMServicer_to_server(servicer, server):
                     servicer.Sync,
                     request_deserializer=byrondbm_dot_server_dot_byrondbm__pb2.Empty.FromString,
                     response_serializer=byrondbm_dot_server_dot_byrondbm__pb2.Empty.SerializeToString,
+            ),
+            'GetMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMany,
+                    request_deserializer=byrondbm_dot_server_dot_byrondbm__pb2.KeysRequest.FromString,
+                    response_serializer=byrondbm_dot_server_dot_byrondbm__pb2.ValuesReply.SerializeToString,
+            ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=byrondbm_dot_server_dot_byrondbm__pb2.SessionRequest.FromString,
+                    response_serializer=byrondbm_dot_server_dot_byrondbm__pb2.SessionReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -438,6 +474,60 @@ class ByronDBM(object):
             '/byrondbm.ByronDBM/Sync',
             byrondbm_dot_server_dot_byrondbm__pb2.Empty.SerializeToString,
             byrondbm_dot_server_dot_byrondbm__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/byrondbm.ByronDBM/GetMany',
+            byrondbm_dot_server_dot_byrondbm__pb2.KeysRequest.SerializeToString,
+            byrondbm_dot_server_dot_byrondbm__pb2.ValuesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/byrondbm.ByronDBM/Session',
+            byrondbm_dot_server_dot_byrondbm__pb2.SessionRequest.SerializeToString,
+            byrondbm_dot_server_dot_byrondbm__pb2.SessionReply.FromString,
             options,
             channel_credentials,
             insecure,
