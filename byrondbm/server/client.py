@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 import grpc
 from typing_extensions import Self
 
-from byrondbm.database import Batch, Key, ScanViews, to_bytes
+from byrondbm.mapping import Batch, Key, ScanViews, to_bytes
 from byrondbm.errors import CorruptionError, error
 from byrondbm.server import (
     AUTH_METADATA_KEY,
