@@ -6,7 +6,8 @@ through their ``add_arguments(parser)`` and ``run(args) -> int`` functions.
 
 Exit codes: 0 ok; 1 key not found, check failed, or an expected error (missing, locked or damaged
 database, unreadable input), reported as one line ``byrondbm: error: <message>`` on stderr, never a
-traceback; 2 usage error (argparse's convention).
+traceback; 2 usage error (argparse's convention); 3 repair lost records; 130 interrupted (Ctrl-C), after one
+line saying what was done.
 
 Dump file (JSON lines, UTF-8, one JSON object a line)::
 
@@ -41,12 +42,15 @@ from typing import Any, BinaryIO, NamedTuple
 
 import byrondbm
 
+from .engine.verify import LostRange
 from .progress import Progress
 
 PROG = "byrondbm"
 DUMP_VERSION = 1
 LOAD_BATCH_SIZE = 1000
 SERVER_EXTRA_HINT = "the server needs the 'server' extra: pip install 'byrondbm[server]'"
+EXIT_LOST = 3
+"""`repair` made the database consistent but could not salvage every record (distinct from 1: still damaged)."""
 
 
 class CommandError(Exception):
@@ -174,13 +178,20 @@ def _print_fields(fields: dict[str, Any], indent: str = "") -> None:
         _emit(f"{indent}{name.replace('_', ' '):<{width}}{text}")
 
 
-def _print_report(title: str, report: dict[str, Any]) -> None:
-    """A check/repair report: a title line, each problem on its own line, then the other fields."""
-    problems = report.get("problems", [])
+def _print_report(title: str, report: dict[str, Any], ranges_field: str, label: str) -> None:
+    """A check/repair report: a title line, each problem and each lost key range on its own line, then the
+    other fields (the ranges and lost keys only in --json, exactly, as hex)."""
     _emit(title)
-    for problem in problems:
+    for problem in report.get("problems", []):
         _emit(f"  problem: {problem}")
-    _print_fields({k: v for k, v in report.items() if k not in ("ok", "problems")}, indent="  ")
+    fields = {k: v for k, v in report.items() if k not in ("ok", "problems", ranges_field)}
+    ranges = report.get(ranges_field, [])
+    if "lost" in report:  # repair: the ranges are inside ``lost``
+        ranges = report["lost"]["ranges"]
+        fields["lost"] = {k: v for k, v in report["lost"].items() if k not in ("ranges", "keys")}
+    for item in ranges:
+        _emit(f"  {label}: {LostRange.from_json(item).describe()}")
+    _print_fields(fields, indent="  ")
 
 
 # ------------------------------------------------------------------------------------ point operations
@@ -415,22 +426,29 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         _emit(json.dumps(report, indent=2))
     else:
-        _print_report(f"{args.path}: {'ok' if report['ok'] else 'DAMAGED'}", report)
+        _print_report(f"{args.path}: {'ok' if report['ok'] else 'DAMAGED'}", report, "damaged_ranges", "damaged")
     return 0 if report["ok"] else 1
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
     with Progress("repair", enabled=_show_progress(args)).ticking():
         report = byrondbm.repair(args.path)
+    lost = report["lost"]["records"]
     if args.json:
         _emit(json.dumps(report, indent=2))
     else:
-        if not report["ok"]:
+        if not report["changed"]:
+            outcome = "no damage found, nothing changed"
+        elif not report["ok"]:
             outcome = "STILL DAMAGED after repair"
         else:
-            outcome = "repaired" if report["problems"] else "no damage found"
-        _print_report(f"{args.path}: {outcome}, {report['kept_records']:,} records kept", report)
-    return 0 if report["ok"] else 1
+            outcome = "repaired"
+        counted = "" if report["lost"]["records_exact"] else "about "
+        _print_report(f"{args.path}: {outcome}, {report['kept_records']:,} records kept, {counted}{lost:,} lost",
+                      report, "", "lost")
+    if not report["ok"]:
+        return 1
+    return EXIT_LOST if lost else 0
 
 
 def cmd_whichdb(args: argparse.Namespace) -> int:
@@ -486,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Inspect, load, dump, check and repair byrondbm databases (a database is a directory).",
-        epilog="Exit status: 0 ok, 1 not found / check failed / error, 2 usage error.",
+        epilog="Exit status: 0 ok, 1 not found / check failed / error, 2 usage error, 3 repair lost records, "
+        "130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {byrondbm.__version__}")
     parser.set_defaults(handler=None)
