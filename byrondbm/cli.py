@@ -34,8 +34,10 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, BinaryIO, NamedTuple
@@ -55,6 +57,34 @@ EXIT_LOST = 3
 
 class CommandError(Exception):
     """An expected failure of a subcommand: printed as one line, exit code 1."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped a subcommand: printed as one line saying what was done, exit code 130."""
+
+
+class StopRequest:
+    """While active, a first SIGINT only sets `requested`, for a loop to check between steps, so that no step
+    (a batch being written) is cut in half and the count of steps done is exact; a second SIGINT interrupts
+    at once (KeyboardInterrupt). Outside the main thread (no signal handler can be set) it never triggers."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 class Codec(NamedTuple):
@@ -245,25 +275,34 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_dump(args: argparse.Namespace) -> int:
     encode = DUMP_CODECS[args.encoding].encode
-    with contextlib.ExitStack() as stack:
-        db = stack.enter_context(byrondbm.open(args.path, "r"))
-        out = stack.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
-        total = len(db)
-        header = {"byrondbm": DUMP_VERSION, "encoding": args.encoding, "records": total}
-        out.write(_JSON.encode(header).encode("utf-8") + b"\n")
-        progress = stack.enter_context(Progress("dump", total, unit=" records", enabled=_show_progress(args)))
-        written = 0
-        for key, value in db.scan():
-            try:
-                record = {"key": encode(key), "value": encode(value)}
-            except UnicodeDecodeError:
-                raise CommandError(
-                    f"record {written + 1} is not valid UTF-8; dump with --encoding base64 or hex"
-                ) from None
-            out.write(_JSON.encode(record).encode("utf-8") + b"\n")
-            written += 1
-            progress.advance()
-        out.flush()
+    written = total = 0
+    try:
+        with contextlib.ExitStack() as stack:
+            db = stack.enter_context(byrondbm.open(args.path, "r"))
+            out = stack.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
+            total = len(db)
+            header = {"byrondbm": DUMP_VERSION, "encoding": args.encoding, "records": total}
+            out.write(_JSON.encode(header).encode("utf-8") + b"\n")
+            progress = stack.enter_context(Progress("dump", total, unit=" records", enabled=_show_progress(args)))
+            for key, value in db.scan():
+                try:
+                    record = {"key": encode(key), "value": encode(value)}
+                except UnicodeDecodeError:
+                    raise CommandError(
+                        f"record {written + 1} is not valid UTF-8; dump with --encoding base64 or hex"
+                    ) from None
+                out.write(_JSON.encode(record).encode("utf-8") + b"\n")
+                written += 1
+                progress.advance()
+            out.flush()
+    except KeyboardInterrupt:
+        if args.output:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(args.output)
+            raise Interrupted(f"dump stopped after {written:,} of {total:,} records; the partial file "
+                              f"{args.output} was removed") from None
+        raise Interrupted(f"dump stopped after {written:,} of {total:,} records; the output is incomplete "
+                          f"(its header promises {total:,} records, so load refuses it)") from None
     if written != total:
         raise CommandError(f"the database holds {total} keys but the scan returned {written}; the dump is inconsistent")
     return 0
@@ -362,10 +401,14 @@ def cmd_load(args: argparse.Namespace) -> int:
                 records = sum(1 for _ in read_dump(_count_bytes(source, progress)))
         except DumpFormatError as exc:
             raise CommandError(f"{where} {exc}; nothing was loaded") from None
+        except KeyboardInterrupt:
+            raise Interrupted("load stopped while checking the input; nothing was loaded") from None
         source.seek(start)
         loaded = 0
+        rerun = "rerunning the load is safe: it sets the same keys to the same values"
         try:
             with (
+                StopRequest() as stop,
                 byrondbm.open(args.path, "c") as db,
                 Progress("load", records, unit=" records", enabled=show) as progress,
             ):
@@ -374,7 +417,14 @@ def cmd_load(args: argparse.Namespace) -> int:
                     pending.append((key, value))
                     if len(pending) >= args.batch_size:
                         loaded += _write_batch(db, pending, progress)
-                loaded += _write_batch(db, pending, progress)
+                        if stop.requested:
+                            break
+                else:
+                    loaded += _write_batch(db, pending, progress)
+            if stop.requested and loaded < records:
+                raise Interrupted(f"load stopped: {loaded:,} of {records:,} records were loaded; {rerun}")
+        except KeyboardInterrupt:  # a second Ctrl-C: the batch being written may have been applied too
+            raise Interrupted(f"load stopped: at least {loaded:,} of {records:,} records were loaded; {rerun}") from None
         except (OSError, DumpFormatError) as exc:
             detail = _describe(exc) if isinstance(exc, OSError) else f"{where} {exc} (the file changed)"
             raise CommandError(f"{detail}; {loaded} of {records} records were loaded") from None
@@ -415,8 +465,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    with byrondbm.open(args.path, "w") as db, Progress("compact", enabled=_show_progress(args)).ticking():
-        db.compact()
+    try:
+        with byrondbm.open(args.path, "w") as db, Progress("compact", enabled=_show_progress(args)).ticking():
+            db.compact()
+    except KeyboardInterrupt:
+        raise Interrupted("compaction stopped; the tables it was writing were removed and the database holds "
+                          "the same records as before; run compact again to finish") from None
     return 0
 
 
@@ -431,8 +485,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    with Progress("repair", enabled=_show_progress(args)).ticking():
-        report = byrondbm.repair(args.path)
+    try:
+        with Progress("repair", enabled=_show_progress(args)).ticking():
+            report = byrondbm.repair(args.path)
+    except KeyboardInterrupt:
+        raise Interrupted("repair stopped; the database is either as it was or repaired (switching to the new "
+                          "manifest is one atomic step); run repair again to finish") from None
     lost = report["lost"]["records"]
     if args.json:
         _emit(json.dumps(report, indent=2))
@@ -603,6 +661,9 @@ def main(argv: list[str] | None = None) -> int:
         return code if isinstance(code, int) else (0 if code is None else 1)
     except CommandError as exc:
         return _fail(str(exc))
+    except Interrupted as exc:
+        print(f"{PROG}: interrupted: {exc}", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader went away (`byrondbm scan db | head`): stop quietly, as a program killed by SIGPIPE.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -610,4 +671,5 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # byrondbm.error (missing, locked, damaged database) and file errors
         return _fail(_describe(exc))
     except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
