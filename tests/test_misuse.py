@@ -1,6 +1,6 @@
 """Misuse and bad input: wrong types for every argument of every public function, use after close, double
 close, reopen while open, a second writer process, 8 threads of mixed calls checked against their own
-models, keys and values of 64 MiB, and hypothesis-fuzzed call sequences (scripts/fuzz_calls.py)."""
+models, keys and values of 64 MiB, and hypothesis-fuzzed call sequences (tests/harness/fuzz_calls.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ import pytest
 
 import byrondbm
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-
-import fuzz_calls  # noqa: E402
+from tests.harness import fuzz_calls
 
 WRONG = [None, 1, 2.5, True, [b"a"], (b"a",), {b"a": b"b"}, object()]
 
