@@ -138,15 +138,15 @@ def test_read_only_setdefault_reads_a_present_key_and_refuses_to_add_one(tmp_pat
         assert b"absent" not in ro
 
 
-def test_reopen_while_open_is_refused(db) -> None:
-    path = db._engine.directory
+def test_reopen_while_open_is_refused(db, tmp_path) -> None:
+    path = str(tmp_path / "db")
     for flag in ("r", "w", "c", "n", "cu"):
         with pytest.raises(byrondbm.error, match="locked"):
             byrondbm.open(path, flag)
     assert db[b"a"] == b"1"  # the refused opens did not disturb the open one
 
 
-def test_second_writer_process_is_refused(db) -> None:
+def test_second_writer_process_is_refused(db, tmp_path) -> None:
     code = (
         "import byrondbm, sys\n"
         "try:\n"
@@ -156,7 +156,7 @@ def test_second_writer_process_is_refused(db) -> None:
     )
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(byrondbm.__file__)))}
     for flag in ("w", "r"):
-        out = subprocess.run([sys.executable, "-c", code, db._engine.directory, flag], capture_output=True,
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "db"), flag], capture_output=True,
                              text=True, env=env, timeout=60)
         assert out.stdout.strip() == "refused True", out.stderr
 
