@@ -57,11 +57,11 @@ def check_database(directory: str) -> dict[str, Any]:
                               "damaged_entries_exact": True, "damaged_ranges": [], "live_keys": None,
                               "logs": 0, "log_records": 0, "torn_log_bytes": 0}
     problems: list[str] = report["problems"]
+    engine: Optional[Engine] = None
     try:
         engine = Engine(directory, Options(), read_only=True)
-    except CorruptionError as e:
+    except CorruptionError as e:  # still count what each table the manifest lists holds
         problems.append(str(e))
-        return report
     lost: list[LostRange] = []
     try:
         state, _ = load_manifest(directory)
@@ -78,7 +78,7 @@ def check_database(directory: str) -> dict[str, Any]:
         report["damaged_entries"] = sum(r.entries for r in lost)
         report["damaged_entries_exact"] = all(r.exact for r in lost)
         report["damaged_ranges"] = [r.as_json() for r in lost[:_MAX_LISTED]]
-        if not problems:  # the count the engine keeps is only true of an intact database
+        if engine is not None and not problems:  # the count the engine keeps is only true of an intact database
             report["live_keys"] = engine.count()
         for number in state.logs:
             path = filenames.path(directory, filenames.log_name(number))
@@ -88,11 +88,15 @@ def check_database(directory: str) -> dict[str, Any]:
             report["log_records"] += len(records)
             report["torn_log_bytes"] += len(data) - valid_end
     except CorruptionError as e:
-        problems.append(str(e))
+        if str(e) not in problems:  # a manifest or log the engine already failed on
+            problems.append(str(e))
+    except OSError as e:  # a log the manifest lists is missing or unreadable
+        problems.append(f"cannot read log ({e.strerror}): {e.filename}")
     except Exception as e:  # a reader bug must not hide the rest of the report
         problems.append(f"internal error while checking: {type(e).__name__}: {e}")
     finally:
-        engine.close()
+        if engine is not None:
+            engine.close()
     report["ok"] = not problems
     return report
 

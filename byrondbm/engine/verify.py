@@ -142,6 +142,7 @@ class TableBlocks:
             # Walked: damage cannot be placed between index keys. An incomplete walk lost everything after
             # the last block read; a block that failed inside the walk could hold any key of the table.
             meta = self.meta
+            low: Optional[bytes]
             if not bad and last_read is not None:
                 low, inclusive = last_read, False
             else:
@@ -165,6 +166,7 @@ class TableBlocks:
         sizes = [sum(handles[b][1] for b in run) for run in runs]
         for run, run_bytes in zip(runs, sizes):
             first = run[0]
+            low: Optional[bytes]
             if first:
                 low, inclusive = keys[first - 1], False  # the newest version of that key was read before
             else:
