@@ -58,10 +58,12 @@ def run(
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[bytes], *words: str) -> str:
-    """Exit 1 and exactly one line `byrondbm: error: ...` on stderr (no traceback); returns that line."""
+    """Exit 1 and exactly one line `byrondbm: error: ...` on stderr (no traceback, no `[Errno N]`); returns
+    that line."""
     text = result.stderr.decode()
     assert result.returncode == 1, text
     assert text.startswith("byrondbm: error: ") and text.count("\n") == 1, text
+    assert "[Errno" not in text, text  # the message, not the OSError's repr-style prefix
     for word in words:
         assert word in text.lower(), text
     return text
