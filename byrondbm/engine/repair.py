@@ -1,14 +1,14 @@
 """`check` and `repair`: verify a database offline, and salvage what is readable from a damaged one.
 
-Repair works as LevelDB's ``RepairDB`` does, in the database directory itself, holding its exclusive lock:
+Repair first runs `check_database`: a database that passes it is left exactly as it is. Otherwise repair works
+as LevelDB's ``RepairDB`` does, in the database directory itself, holding its exclusive lock:
 
 1. Choose the sources. If CURRENT and its manifest are readable, the tables it lists and the logs it
    lists; otherwise every ``*.sst`` and ``*.log`` file found (then a key deleted long ago may reappear from
    an obsolete table that had not been removed yet: the report says so).
 2. Salvage. Every log record whose CRC holds, wherever it is in the file (`framing.iter_valid` skips
-   damage); every table data block whose CRC holds, located through the table's index when the footer and
-   index are readable, else by walking the blocks from the start of the file; every large value whose chunk
-   run verifies.
+   damage); every table data block whose CRC holds and every large value whose chunk run verifies
+   (`verify.TableBlocks`, which also says what each lost block held: its key range and entry count).
 3. Merge: for each key, the entry with the highest sequence number wins; deleted keys stay deleted.
 4. Write the winners as new tables (numbered above every file present, so nothing is overwritten) and a
    new manifest that lists only them. Pointing CURRENT at that manifest is the commit point: a crash before
