@@ -208,20 +208,15 @@ def _print_fields(fields: dict[str, Any], indent: str = "") -> None:
         _emit(f"{indent}{name.replace('_', ' '):<{width}}{text}")
 
 
-def _print_report(title: str, report: dict[str, Any], ranges_field: str, label: str) -> None:
-    """A check/repair report: a title line, each problem and each lost key range on its own line, then the
-    other fields (the ranges and lost keys only in --json, exactly, as hex)."""
+def _print_report(title: str, fields: dict[str, Any], ranges: list[dict[str, Any]], label: str) -> None:
+    """A check/repair report: a title line, each problem and each lost key range (`LostRange.as_json`) on its
+    own line, then the other fields."""
     _emit(title)
-    for problem in report.get("problems", []):
+    for problem in fields.get("problems", []):
         _emit(f"  problem: {problem}")
-    fields = {k: v for k, v in report.items() if k not in ("ok", "problems", ranges_field)}
-    ranges = report.get(ranges_field, [])
-    if "lost" in report:  # repair: the ranges are inside ``lost``
-        ranges = report["lost"]["ranges"]
-        fields["lost"] = {k: v for k, v in report["lost"].items() if k not in ("ranges", "keys")}
     for item in ranges:
         _emit(f"  {label}: {LostRange.from_json(item).describe()}")
-    _print_fields(fields, indent="  ")
+    _print_fields({k: v for k, v in fields.items() if k not in ("ok", "problems")}, indent="  ")
 
 
 # ------------------------------------------------------------------------------------ point operations
@@ -424,7 +419,9 @@ def cmd_load(args: argparse.Namespace) -> int:
             if stop.requested and loaded < records:
                 raise Interrupted(f"load stopped: {loaded:,} of {records:,} records were loaded; {rerun}")
         except KeyboardInterrupt:  # a second Ctrl-C: the batch being written may have been applied too
-            raise Interrupted(f"load stopped: at least {loaded:,} of {records:,} records were loaded; {rerun}") from None
+            raise Interrupted(
+                f"load stopped: at least {loaded:,} of {records:,} records were loaded; {rerun}"
+            ) from None
         except (OSError, DumpFormatError) as exc:
             detail = _describe(exc) if isinstance(exc, OSError) else f"{where} {exc} (the file changed)"
             raise CommandError(f"{detail}; {loaded} of {records} records were loaded") from None
@@ -480,7 +477,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         _emit(json.dumps(report, indent=2))
     else:
-        _print_report(f"{args.path}: {'ok' if report['ok'] else 'DAMAGED'}", report, "damaged_ranges", "damaged")
+        fields = {k: v for k, v in report.items() if k != "damaged_ranges"}
+        title = f"{args.path}: {'ok' if report['ok'] else 'DAMAGED'}"
+        _print_report(title, fields, report["damaged_ranges"], "damaged")
     return 0 if report["ok"] else 1
 
 
@@ -502,8 +501,10 @@ def cmd_repair(args: argparse.Namespace) -> int:
         else:
             outcome = "repaired"
         counted = "" if report["lost"]["records_exact"] else "about "
+        # The ranges as lines of text; the hex keys of lost large values only in --json (they are ranges too).
+        fields = {**report, "lost": {k: v for k, v in report["lost"].items() if k not in ("ranges", "keys")}}
         _print_report(f"{args.path}: {outcome}, {report['kept_records']:,} records kept, {counted}{lost:,} lost",
-                      report, "", "lost")
+                      fields, report["lost"]["ranges"], "lost")
     if not report["ok"]:
         return 1
     return EXIT_LOST if lost else 0

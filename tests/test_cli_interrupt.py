@@ -83,7 +83,8 @@ def test_load_says_how_many_records_it_loaded_and_that_rerunning_is_safe(source:
     proc = _start("load", target, "-i", dump, "--batch-size", "100", cwd=tmp_path)
     status, err = _interrupt_when(proc, lambda: (target / "CURRENT").exists())
     assert status == 130
-    match = re.search(r"load stopped: ([\d,]+) of ([\d,]+) records were loaded; rerunning the load is safe", _one_line(err))
+    match = re.search(r"load stopped: ([\d,]+) of ([\d,]+) records were loaded; rerunning the load is safe",
+                      _one_line(err))
     assert match, err
     loaded = int(match[1].replace(",", ""))
     assert int(match[2].replace(",", "")) == RECORDS and 0 < loaded < RECORDS

@@ -180,7 +180,8 @@ def render(
     ours = results.get(REFERENCE, {})
     group = _ratio(ours.get("fillsync_8t"), ours.get("fillsync_1t"))
     if group is not None:
-        out += ["", f"group commit: byrondbm fillsync_8t ÷ fillsync_1t = {_times(group)} (8 writer threads sharing fsyncs)"]
+        out += ["", f"group commit: byrondbm fillsync_8t ÷ fillsync_1t = {_times(group)}"
+                    " (8 writer threads sharing fsyncs)"]
     out += ["", "notes"]
     for name in names:
         for row, text in engines[name].notes.items():

@@ -48,8 +48,10 @@ def check_database(directory: str) -> dict[str, Any]:
     Damage never raises: the report has ``ok: False`` and says what is wrong in ``problems``. ``entries``
     counts the table entries that are readable; ``damaged_entries`` those the damaged blocks held (exact
     when ``damaged_entries_exact``, else estimated from their size) and ``damaged_ranges`` their key ranges
-    (`LostRange.as_json`); ``live_keys`` the number of keys when the tables are intact (else None). A missing or locked database raises `byrondbm.error`, as `open` does. A torn record
-    at the end of a log (a write cut off by a crash) is normal: ``torn_log_bytes``, not a problem.
+    (`LostRange.as_json`); ``live_keys`` the number of keys when the tables are intact (else None). A missing
+    or locked database raises `byrondbm.error`, as `open` does. A torn record at the end of a log (a write cut
+    off by a crash) is normal: ``torn_log_bytes``, not a problem. A database that does not open (a damaged
+    footer, a missing table) still has each table the manifest lists counted.
     Cost: every block of every table and every log read once (a healthy table in one `TableReader.check`).
     """
     _require_directory(directory)

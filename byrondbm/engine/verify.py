@@ -210,7 +210,10 @@ def estimate(ranges: list[LostRange], entries_read: int, bytes_read: int) -> Non
 
 # ---------------------------------------------------------------- layout
 
-def _layout(fd: int, size: int, path: str) -> Optional[tuple[list[tuple[int, int]], list[bytes], Optional[TableProperties]]]:
+_Layout = tuple[list[tuple[int, int]], list[bytes], Optional[TableProperties]]
+
+
+def _layout(fd: int, size: int, path: str) -> Optional[_Layout]:
     """``(handles, last keys, properties or None)`` from the footer and index; None if either fails."""
     try:
         if size < FOOTER_SIZE:
