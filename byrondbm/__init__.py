@@ -13,7 +13,7 @@ import os
 from typing import Any, Optional, Union
 
 from .database import Batch, Database, Snapshot, open_database as open, open_flags  # noqa: A001
-from .engine.engine import is_database
+from .engine.directory import is_database
 from .errors import CorruptionError, error
 
 __all__ = [

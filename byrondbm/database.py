@@ -105,14 +105,14 @@ class Database(_Scan, ScanViews, MutableMapping[bytes, bytes]):  # type: ignore[
             key = to_bytes(key)
         if type(value) is not bytes:
             value = to_bytes(value, "value")
-        self._engine.write(((key, value),))
+        self._engine.put(key, value)
 
     def __delitem__(self, key: Key) -> None:
         self._require_writable()
         k = to_bytes(key)
         if self._engine.get(k) is None:
             raise KeyError(key)
-        self._engine.write(((k, None),))
+        self._engine.put(k, None)
 
     def __contains__(self, key: object) -> bool:
         return self._engine.get(to_bytes(key)) is not None
@@ -301,9 +301,14 @@ class Snapshot(_Scan, ScanViews, Mapping[bytes, bytes]):  # type: ignore[misc]  
 def open_database(file: Union[str, bytes, os.PathLike[Any]], flag: str = "r", mode: int = 0o666, **options: Any) -> Database:
     """`byrondbm.open`: see the contract's "Opening" section."""
     kind, durability, lock = parse_flag(flag)
-    opts = Options.from_kwargs(**options)
     if isinstance(mode, bool) or not isinstance(mode, int):
         raise TypeError(f"mode must be an int, not {type(mode).__name__}")
+    timeout = options.pop("timeout", 0.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, not {type(timeout).__name__}")
+    if not timeout >= 0:
+        raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+    opts = Options.from_kwargs(**options)
     directory = os.fsdecode(os.fspath(file))
     engine = Engine(
         directory,
@@ -314,5 +319,6 @@ def open_database(file: Union[str, bytes, os.PathLike[Any]], flag: str = "r", mo
         durability=durability,
         lock=lock,
         mode=mode,
+        timeout=float(timeout),
     )
     return Database(engine)

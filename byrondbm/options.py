@@ -40,7 +40,10 @@ class Options:
     large_value_threshold: int = 4 * KiB
     """Values longer than this are stored outside data blocks, in their own run of blocks."""
     background_compaction: bool = True
-    """Flush and compact in a background thread; False does that work in the writing thread."""
+    """Flush and compact in background threads; False does that work in the writing thread."""
+    workers: int = 1
+    """Worker processes that run flushes and compactions (started when first needed, stopped at close);
+    0 runs them in this process (tests, tiny databases)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -82,4 +85,5 @@ _RULES: dict[str, tuple[type, int, int]] = {
     "max_immutable_memtables": (int, 1, 64),
     "large_value_threshold": (int, 64, (1 << 31) - 1),
     "background_compaction": (bool, 0, 1),
+    "workers": (int, 0, 64),
 }

@@ -61,7 +61,7 @@ def test_compaction_outputs_sorted_and_non_overlapping(path):
             k = b"%05d" % rnd.randrange(4000)
             model[k] = rnd.randbytes(rnd.randrange(60))
             db[k] = model[k]
-        v = db._engine._version
+        v = db._engine.version
         deep = [level for level in range(1, len(v.levels)) if len(v.levels[level]) > 1]
         assert deep, [len(x) for x in v.levels]
         for level in deep:

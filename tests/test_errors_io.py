@@ -14,8 +14,10 @@ import pytest
 
 import byrondbm
 
+# workers=0: flushes and compactions run in this process, where the injected faults are (the job code is
+# the same one a worker process runs)
 SMALL = dict(memtable_size=4096, block_size=512, target_file_size=4096, level1_size=16 * 1024,
-             l0_compaction_trigger=2, l0_slowdown_trigger=3, l0_stop_trigger=4)
+             l0_compaction_trigger=2, l0_slowdown_trigger=3, l0_stop_trigger=4, workers=0)
 
 
 class Faults:
@@ -214,13 +216,12 @@ def test_background_failures_are_retried(tmp_path, monkeypatch, match: str) -> N
     _assert_holds(path, acked)
 
 
-@pytest.mark.parametrize("call,match,err", [("write", ".sst", errno.ENOSPC), ("fsync", "", errno.EIO),
-                                            ("write", "MANIFEST", errno.ENOSPC)])
+@pytest.mark.parametrize("call,match,err", [("fsync", "", errno.EIO), ("write", "MANIFEST", errno.ENOSPC)])
 def test_reopen_on_a_full_disk_fails_cleanly_then_works(tmp_path, monkeypatch, call: str, match: str, err: int) -> None:
     path = str(tmp_path / "db")
     acked: dict[bytes, bytes] = {}
     with byrondbm.open(path, "c") as db:
-        _fill(db, b"a", 50, acked)  # stays in the log: reopening writes it into a table
+        _fill(db, b"a", 50, acked)  # stays in the log: reopening replays it and writes a new manifest
     faults = Faults(monkeypatch)
     faults.fail(call, match, err)
     with pytest.raises(byrondbm.error):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 import pathlib
 import stat
 import subprocess
@@ -109,14 +111,30 @@ def test_mode_applies_to_created_files(path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o750
 
 
-def test_second_open_in_same_process_is_refused(path):
-    with byrondbm.open(path, "c"):
-        for flag in ["r", "w", "c", "n"]:
+def test_second_writer_in_same_process_is_refused_readers_are_not(path):
+    with byrondbm.open(path, "c") as db:
+        db[b"k"] = b"v"
+        for flag in ["w", "c", "n"]:
             with pytest.raises(byrondbm.error, match="locked"):
                 byrondbm.open(path, flag)
-    with byrondbm.open(path, "r"):  # released on close
-        with pytest.raises(byrondbm.error, match="locked"):
-            byrondbm.open(path, "r")
+        with byrondbm.open(path, "r") as r1, byrondbm.open(path, "r") as r2:
+            assert r1[b"k"] == r2[b"k"] == b"v"
+    with byrondbm.open(path, "w"):  # released on close
+        pass
+
+
+def test_timeout_waits_for_the_writer_then_fails(path):
+    byrondbm.open(path, "c").close()
+    holder = byrondbm.open(path, "w")
+    start = time.monotonic()
+    with pytest.raises(byrondbm.error, match="locked"):
+        byrondbm.open(path, "w", timeout=0.3)
+    assert time.monotonic() - start >= 0.3
+    threading.Timer(0.2, holder.close).start()
+    with byrondbm.open(path, "w", timeout=10) as db:  # the first writer closes while this one waits
+        db[b"k"] = b"v"
+    with pytest.raises(ValueError, match="timeout"):
+        byrondbm.open(path, "w", timeout=-1)
 
 
 def _other_process(path: str, flag: str) -> subprocess.CompletedProcess:
@@ -127,16 +145,16 @@ def _other_process(path: str, flag: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": ROOT}, timeout=60)
 
 
-def test_other_process_writer_refused_readers_shared(path):
+def test_other_process_writer_refused_readers_beside_it(path):
     with byrondbm.open(path, "c") as db:
         db[b"k"] = b"v"
-        for flag in ["w", "r", "c"]:
+        for flag in ["w", "c"]:
             r = _other_process(path, flag)
             assert r.returncode == 3 and "locked" in r.stdout, r
+        assert _other_process(path, "r").returncode == 0  # a reader beside the writer
     with byrondbm.open(path, "r"):
-        assert _other_process(path, "r").returncode == 0  # shared with another reader
-        assert _other_process(path, "w").returncode == 3
-    assert _other_process(path, "w").returncode == 0
+        assert _other_process(path, "r").returncode == 0  # beside another reader
+        assert _other_process(path, "w").returncode == 0  # a reader never holds a writer back
 
 
 def test_unlocked_modifier_skips_the_os_lock(path):

@@ -279,8 +279,7 @@ def test_repair_refuses_an_open_or_missing_database(db_path: str, tmp_path) -> N
         db[b"a"] = b"1"
         with pytest.raises(byrondbm.error, match="locked"):
             byrondbm.repair(db_path)
-        with pytest.raises(byrondbm.error, match="locked"):
-            byrondbm.check(db_path)
+        assert byrondbm.check(db_path)["ok"]  # check only reads: it works beside the writer
     with pytest.raises(byrondbm.error):
         byrondbm.repair(str(tmp_path / "missing"))
     other = tmp_path / "not-a-database"

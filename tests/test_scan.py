@@ -332,7 +332,7 @@ def test_scan_of_100000_keys_under_concurrent_writes_flushes_and_compactions(tmp
     expected = [(b"key%07d" % (2 * i), b"m%d" % i if i in in_mem else b"v%d" % i) for i in range(n)]
     if reverse:
         expected.reverse()
-    assert len(db._engine._version.mem) == 400  # (the batches' memtables may still be waiting to flush)
+    assert len(db._engine.version.mem) == 400  # (the batches' memtables may still be waiting to flush)
     snap = db.snapshot()
     scan = db.scan(reverse=reverse)
     tables_at_start = {f for f in os.listdir(path) if f.endswith(".sst")}

@@ -65,7 +65,7 @@ def pick(version: Version, options: Options, pointers: dict[int, bytes]) -> Comp
 
 
 def drop_obsolete(entries: Iterable[Entry], smallest_snapshot: int, is_base: Callable[[bytes], bool]) -> Iterator[Entry]:
-    """Drop versions no reader can see (LevelDB's rule, DESIGN invariant 5).
+    """Drop versions no reader can see (LevelDB's rule, docs/design.md invariant 5).
 
     An entry is dropped when a newer entry of its key is itself visible to the oldest pinned reader
     (``smallest_snapshot``), and a tombstone is dropped when every reader sees it and no deeper level may

@@ -1,23 +1,21 @@
-"""Engine: ties the log, memtables, tables, manifest and compactor together. The only class the mapping
-layer (database.py) talks to; it speaks bytes only.
+"""Engine: the database object. Opens the directory (lock, recovery), runs the write path, answers
+reads and pins, keeps the exact key count, and reports stats; it speaks bytes only. Background work is the
+compactor's (compactor.py), the set of live files the version set's (versionset.py). docs/design.md
+describes the whole.
 
 Locks, always taken in this order:
 
 - ``_write_lock``: one writer at a time: sequence numbers, log appends, memtable inserts, rotation, pins.
-- ``_work_lock``: one flush or compaction at a time (the background thread, `compact()`, inline work).
-- ``_state_lock``: installing a new `Version`, the table-level key count, resolving memtable counts.
-- the manifest writer is only used under ``_state_lock``.
+- the version set's ``lock``: the manifest, the current `Version`, the table-level key count.
 
-Readers take no lock for point lookups: they read ``self._version`` (one reference) and use it.
+Readers take no lock for point lookups: they read the current version (one reference) and use it.
 """
 
 from __future__ import annotations
 
 import collections
-from bisect import bisect_left
 import errno
 import os
-import shutil
 import threading
 import time
 import weakref
@@ -27,104 +25,32 @@ from typing import Any, Optional
 
 from ..errors import CorruptionError, error
 from ..options import Options
-from . import compaction as compaction_mod
+from . import directory as dirs
 from . import filenames
-from .compaction import Compaction
+from .compactor import Compactor
 from .fileio import sync_dir
-from .iterators import concat, merge, merge_chunks, merge_visible, prefix_bounds, visible
-from .manifest import FileMeta, ManifestState, ManifestWriter, load as load_manifest
+from .iterators import concat, merge, merge_visible, prefix_bounds, visible
+from .manifest import ManifestState, read_current
 from .memtable import Memtable
+from .recovery import recover
 from .records import MAX_SEQ, Entry, Op, encode_batch
-from .sstable import BlockCache, TableProperties, TableReader, TableWriter, key_hashes
+from .sstable import BlockCache, TableReader
 from .version import MAX_LEVELS, Version
-from .wal import BUFFERED, OS, SYNC, LogWriter, read_log
+from .versionset import VersionSet
+from .wal import BUFFERED, OS, SYNC, LogWriter
 
-__all__ = ["Engine", "BUFFERED", "OS", "SYNC", "destroy", "is_database"]
+__all__ = ["Engine", "BUFFERED", "OS", "SYNC"]
 
 NEWEST = -MAX_SEQ  # read_negseq that sees every entry
-_MANIFEST_ROTATE = 4 * 1024 * 1024
-_TOTALS = ("flushes", "compactions", "trivial_moves", "user_bytes_written", "log_bytes_written",
-           "table_bytes_written")  # counters kept in the manifest across sessions
-
-_registry_lock = threading.Lock()
-_open_dirs: set[str] = set()
-
-
-def is_database(directory: str) -> bool:
-    """True when ``directory`` holds a CURRENT file naming a manifest (cheap; reads one small file)."""
-    try:
-        from .manifest import read_current
-
-        read_current(directory)
-        return True
-    except (OSError, CorruptionError):
-        return False
-
-
-def _our_files(directory: str) -> tuple[list[str], list[str]]:
-    """(names byrondbm may own, foreign names) in ``directory``."""
-    names = os.listdir(directory)
-    ours = [n for n in names if filenames.is_ours(n)]
-    return ours, [n for n in names if not filenames.is_ours(n)]
-
-
-def destroy(directory: str) -> None:
-    """Remove every byrondbm file of ``directory`` (not LOCK, which the caller holds). Refuses foreign files."""
-    ours, foreign = _our_files(directory)
-    if foreign:
-        raise error(f"refusing to replace {directory!r}: it holds files that are not byrondbm's ({foreign[0]!r})")
-    for name in ours:
-        if name == filenames.LOST:
-            shutil.rmtree(filenames.path(directory, name))
-        elif name != filenames.LOCK:
-            os.unlink(filenames.path(directory, name))
-    sync_dir(directory)
-
-
-class _DirLock:
-    """The LOCK file held with flock, plus an in-process registry: flock alone lets one process open a
-    directory twice (the lock belongs to the process), which the contract forbids."""
-
-    def __init__(self, directory: str, exclusive: bool, os_lock: bool, mode: int) -> None:
-        self._key = os.path.realpath(directory)
-        self._fd = -1
-        with _registry_lock:
-            if self._key in _open_dirs:
-                raise error(errno.EAGAIN, "database is locked (already open in this process)", directory)
-            _open_dirs.add(self._key)
-        if not os_lock:
-            return
-        try:
-            import fcntl
-
-            path = filenames.path(directory, filenames.LOCK)
-            if exclusive:
-                self._fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
-            else:
-                try:
-                    self._fd = os.open(path, os.O_RDONLY)
-                except FileNotFoundError:
-                    return  # read-only opens create nothing; an unlocked copy is readable
-            try:
-                fcntl.flock(self._fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise error(errno.EAGAIN, "database is locked by another process", directory) from None
-        except BaseException:
-            self.release()
-            raise
-
-    def release(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = -1
-        with _registry_lock:
-            _open_dirs.discard(self._key)
+CLOSE_FLUSH_BYTES = 256 * 1024
+"""close() writes the active memtable to L0 when it holds more than this, so a reopen replays little."""
+_READER_RETRIES = 20  # a reader's open retried while the writer changes the files it reads
 
 
 class Engine:
     """A log-structured merge tree in one directory.
 
-    Costs: ``put``/``write`` O(log n) in the memtable plus one log append; ``get`` O(1) per memtable plus,
+    Costs: ``put`` one log append (one ``os.write``) and one dict store; ``get`` O(1) per memtable plus,
     per table searched, a bloom check and a cached-block lookup; ``iterate`` O(log k) per entry for k sources.
     """
 
@@ -139,6 +65,7 @@ class Engine:
         durability: str = OS,
         lock: bool = True,
         mode: int = 0o666,
+        timeout: float = 0.0,
     ) -> None:
         self.directory = directory
         self.options = options
@@ -149,286 +76,241 @@ class Engine:
         self._alive = [False]  # what running iterators check: False once closed
         self._write_lock = threading.RLock()
         self._cond = threading.Condition(self._write_lock)
-        self._work_lock = threading.Lock()
-        self._state_lock = threading.RLock()
         self._pins: collections.Counter[int] = collections.Counter()
-        self._pointers: dict[int, bytes] = {}
+        self._pin_lock = threading.Lock()  # guards _pins alone, for the compactor's smallest_snapshot
+        self._pinned = False
         self._cache = BlockCache(options.block_cache_size)
         self._wal: Optional[LogWriter] = None
-        self._replayed: Optional[Memtable] = None
-        self._manifest: Optional[ManifestWriter] = None
-        self._bg_thread: Optional[threading.Thread] = None
-        self._bg_wake = threading.Event()
-        self._stopping = False
-        self._bg_error: Optional[BaseException] = None
-        self.counters: collections.Counter[str] = collections.Counter()  # flushes, compactions, bytes written, retired bloom counts
-        self._max_imms = options.max_immutable_memtables
-        self._l0_stop = options.l0_stop_trigger
-        self._l0_slowdown = options.l0_slowdown_trigger
+        self._compactor: Optional[Compactor] = None
+        self._lock: Optional[dirs.DirLock] = None
         self._memtable_size = options.memtable_size
-        self._throttle = False  # set when a compactor thread runs: it is what a slowed writer waits for
+        self._limit = 0  # a put takes the slow path (_admit) once the memtable's size reaches this
+        self._inherited = 0  # user bytes of recovered memtables, counted in the session that wrote them
 
         try:
-            self._prepare_directory(create, replace)
-            self._lock = _DirLock(directory, exclusive=not read_only, os_lock=lock, mode=mode)
+            dirs.prepare(directory, create and not read_only, replace, mode)
+            if not read_only:
+                self._lock = dirs.DirLock(directory, os_lock=lock, mode=mode, timeout=timeout)
         except OSError as e:
             if isinstance(e, error):
                 raise
             raise error(e.errno, f"cannot open the database directory: {e.strerror}", directory) from e
         try:
             if replace:
-                destroy(directory)
+                dirs.destroy(directory)
             if os.path.exists(filenames.path(directory, filenames.CURRENT)):
-                self._recover()
-            elif self._has_our_files():
+                if read_only:
+                    self._open_reader()
+                else:
+                    self._open_writer()
+            elif dirs.has_data_files(directory):
                 raise CorruptionError("CURRENT is missing but database files remain", filenames.path(directory, filenames.CURRENT))
             elif read_only or not create:
                 raise error(errno.ENOENT, "no byrondbm database here", directory)
             else:
                 self._create()
         except BaseException as e:
-            self._lock.release()
+            self._release_lock()
             if isinstance(e, OSError) and not isinstance(e, error):  # e.g. a full disk while recovering
                 raise error(e.errno, f"cannot open the database: {e.strerror}", e.filename or directory) from e
             raise
         self._closed = False
         self._alive[0] = True
-        if not read_only and options.background_compaction:
-            self._bg_thread = threading.Thread(target=self._background, name="byrondbm-compactor", daemon=True)
-            self._bg_thread.start()
-            self._throttle = True
-            self._bg_wake.set()
+        if not read_only:
+            self._compactor = Compactor(self._vs, options, mode, self._smallest_snapshot, self._on_change)
+            if options.background_compaction:
+                self._compactor.start()
+        self._refresh_limit()
 
     # ------------------------------------------------------------------ opening
-
-    def _prepare_directory(self, create: bool, replace: bool) -> None:
-        d = self.directory
-        if os.path.isdir(d):
-            if replace or not os.path.exists(filenames.path(d, filenames.CURRENT)):
-                _, foreign = _our_files(d)
-                if foreign:
-                    raise error(errno.EEXIST, f"not a byrondbm database and not empty (holds {foreign[0]!r})", d)
-            return
-        if os.path.lexists(d):
-            if not (create or replace) or not os.path.isfile(d) or os.path.getsize(d) != 0:
-                raise error(errno.EEXIST, "exists and is not a byrondbm database directory", d)
-            os.unlink(d)  # an empty file: nothing to lose (as 'n' over an empty file in dbm)
-        elif not create:
-            raise error(errno.ENOENT, "no such byrondbm database", d)
-        os.mkdir(d, self._mode | ((self._mode & 0o444) >> 2))
-        parent = os.path.dirname(os.path.abspath(d))
-        sync_dir(parent)
-
-    def _has_our_files(self) -> bool:
-        ours, _ = _our_files(self.directory)
-        return any(n != filenames.LOCK and not n.endswith(filenames.TEMP_SUFFIX) for n in ours)
 
     def _path(self, name: str) -> str:
         return filenames.path(self.directory, name)
 
     def _create(self) -> None:
         state = ManifestState(next_file=1)
-        log_number = self._take_number(state)
-        manifest_number = self._take_number(state)
-        state.logs = [log_number]
-        self._wal = LogWriter(self._path(filenames.log_name(log_number)), log_number, self._durability, self._mode)
+        self._vs = VersionSet(self.directory, state, Version(Memtable(0), (), [()] * MAX_LEVELS), self._cache, self._mode)
+        self._start_log([])
+
+    def _start_log(self, imms: list[Memtable]) -> None:
+        """Start a fresh log and a fresh manifest listing it (and the logs of ``imms``, newest first)."""
+        vs = self._vs
+        number = vs.new_number()
+        vs.state.logs = sorted([m.log_number for m in imms] + [number])
+        self._wal = LogWriter(self._path(filenames.log_name(number)), number, self._durability, self._mode)
         sync_dir(self.directory)
-        self._manifest = ManifestWriter(self.directory, manifest_number, state, self._mode)
-        self._state = state
-        self._last_seq = 0
-        self._table_count = 0
-        self._version = Version(Memtable(log_number), (), [()] * MAX_LEVELS)
+        self._mem = Memtable(number)
+        vs.current = Version(self._mem, tuple(imms), vs.current.levels)
+        vs.start_manifest()
+        self._last_seq = vs.state.last_seq if not imms else max(vs.state.last_seq, imms[0].max_seq)
 
-    @staticmethod
-    def _take_number(state: ManifestState) -> int:
-        n = state.next_file
-        state.next_file += 1
-        return n
+    def _open_writer(self) -> None:
+        """Recover, keep what the logs held as immutable memtables (the flusher writes them to L0), start a
+        fresh log and manifest, and remove every file the new manifest does not reference."""
+        r = recover(self.directory, self._cache)
+        self._vs = VersionSet(self.directory, r.state, Version(Memtable(0), (), r.levels), self._cache, self._mode)
+        if r.memtables:  # the last log was the active one: its writes were never counted
+            last = r.memtables[-1]
+            self._vs.counters["user_bytes_written"] += last.payload_bytes
+            self._vs.counters["log_bytes_written"] += os.path.getsize(self._path(filenames.log_name(last.log_number)))
+        imms = [m for m in reversed(r.memtables) if len(m)]
+        self._start_log(imms)
+        self._last_seq = r.last_seq
+        self._vs.remove_obsolete_files()
 
-    def _recover(self) -> None:
-        """Rebuild the state from CURRENT, the manifest, the tables it lists and the logs it lists."""
-        state, manifest_name = load_manifest(self.directory)
-        names = [n[: -len(filenames.TEMP_SUFFIX)] if n.endswith(filenames.TEMP_SUFFIX) else n
-                 for n in os.listdir(self.directory)]  # a temp file left by a crash holds its number too
-        used = [p[1] for p in map(filenames.parse, names) if p is not None]
-        state.next_file = max([state.next_file] + [n + 1 for n in used])  # never reuse a number on disk
-        levels: list[list[TableReader]] = [[] for _ in range(MAX_LEVELS)]
-        for level, files in state.levels.items():
-            if not 0 <= level < MAX_LEVELS:
-                raise CorruptionError(f"manifest names level {level}", self._path(manifest_name))
-            for meta in files.values():
-                levels[level].append(self._open_table(meta))
-        levels[0].sort(key=lambda t: -t.properties.max_seq)
-        for level in range(1, MAX_LEVELS):
-            levels[level].sort(key=lambda t: t.smallest)
-        self._pointers = dict(state.pointers)
-        self.counters.update(state.totals)
-        self._state = state
-        self._last_seq = state.last_seq
-        self._table_count = state.count
-        mem = Memtable(state.logs[-1] if state.logs else 0)
-        self._version = Version(mem, (), levels)
-        for number in state.logs:
-            self._replay(number, mem)
-        if self.read_only:
-            self._replayed = mem  # written in an earlier session: not this session's user bytes
-            return
-        self._reopen_for_writing()
+    def _open_reader(self) -> None:
+        """Recover without a lock and without writing. A writer may retire a table or a log, or switch
+        manifests, between our reading the manifest and opening its files: that is retried, never
+        reported as damage; damage that stays put is raised."""
+        for attempt in range(_READER_RETRIES):
+            before = self._manifest_stamp()
+            try:
+                r = recover(self.directory, self._cache)
+                break
+            except CorruptionError:
+                if attempt == _READER_RETRIES - 1 or self._manifest_stamp() == before:
+                    raise
+        mem = r.memtables[-1] if r.memtables else Memtable(0)
+        imms = tuple(reversed(r.memtables[:-1]))
+        self._vs = VersionSet(self.directory, r.state, Version(mem, imms, r.levels), self._cache, self._mode)
+        self._mem = mem
+        self._last_seq = r.last_seq
 
-    def _open_table(self, meta: FileMeta) -> TableReader:
-        path = self._path(filenames.table_name(meta.number))
+    def _manifest_stamp(self) -> tuple[str, int]:
+        """(CURRENT's manifest, its size): what changes when a writer records an edit."""
         try:
-            size = os.path.getsize(path)
+            name = read_current(self.directory)
+            return name, os.path.getsize(self._path(name))
         except OSError:
-            raise CorruptionError("table listed in the manifest is missing", path) from None
-        if size != meta.file_size:
-            raise CorruptionError(f"table is {size} bytes, the manifest says {meta.file_size}", path)
-        return TableReader(path, meta.number, self._cache)
+            return "", -1
 
-    def _replay(self, number: int, mem: Memtable) -> None:
-        path = self._path(filenames.log_name(number))
-        if not os.path.exists(path):
-            raise CorruptionError("log listed in the manifest is missing", path)
-        batches, _valid_end, _size = read_log(path)  # a torn tail is dropped with the log
-        last = self._last_seq
-        for first_seq, ops in batches:
-            if first_seq + len(ops) - 1 <= last:
-                continue  # already in a table
-            if first_seq <= last:
-                raise CorruptionError(f"log batch at sequence {first_seq} overlaps sequence {last}", path)
-            for i, (key, value) in enumerate(ops):
-                mem.put((key, -(first_seq + i), value), False)
-            last = first_seq + len(ops) - 1
-        self._last_seq = last
-
-    def _reopen_for_writing(self) -> None:
-        """Flush what the logs held into an L0 table, start a fresh log and a compacted manifest, and remove
-        every file the new manifest does not reference."""
-        state = self._state
-        v = self._version
-        mem = v.mem
-        edit: dict[str, Any] = {}
-        self.counters["user_bytes_written"] += mem.payload_bytes  # written in an earlier session, counted now
-        for number in state.logs:
-            self.counters["log_bytes_written"] += os.path.getsize(self._path(filenames.log_name(number)))
-        if len(mem):
-            self._resolve(mem, v, 1)
-            number = self._take_number(state)
-            reader = self._write_table(number, mem.sorted_entries(), split=False)[0]
-            meta = self._meta(reader)
-            edit["add"] = [meta.encode(0)]
-            self._table_count += mem.live - mem.prior_live
-            self.counters["flushes"] += 1
-            levels = [(reader,) + v.levels[0]] + list(v.levels[1:])
-        else:
-            levels = list(v.levels)
-        log_number = self._take_number(state)
-        manifest_number = self._take_number(state)
-        edit.update(last_seq=self._last_seq, count=self._table_count, log_floor=log_number, logs=[log_number],
-                    totals={name: self.counters[name] for name in _TOTALS})
-        state.apply(edit)
-        self._wal = LogWriter(self._path(filenames.log_name(log_number)), log_number, self._durability, self._mode)
-        sync_dir(self.directory)
-        self._manifest = ManifestWriter(self.directory, manifest_number, state, self._mode)
-        self._version = Version(Memtable(log_number), (), levels)
-        self._remove_obsolete_files()
-
-    def _remove_obsolete_files(self) -> None:
-        live_tables = {t.number for t in self._version.tables()}
-        live_logs = set(self._state.logs)
-        for name in os.listdir(self.directory):
-            parsed = filenames.parse(name)
-            obsolete = name.endswith(filenames.TEMP_SUFFIX) or (
-                parsed is not None
-                and (
-                    (parsed[0] == "sst" and parsed[1] not in live_tables)
-                    or (parsed[0] == "log" and parsed[1] not in live_logs)
-                    or (parsed[0] == "manifest" and self._manifest is not None and name != self._manifest.name)
-                )
-            )
-            if obsolete:
-                try:
-                    os.unlink(self._path(name))
-                except FileNotFoundError:
-                    pass
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     # ------------------------------------------------------------------ writing
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
         if self._closed:
             raise error("database is closed")
 
+    def check_writable(self) -> None:
+        """Raise `byrondbm.error` unless this engine is open for writing."""
+        self.check_open()
+        if self.read_only:
+            raise error("database is open read-only")
+
+    def put(self, key: bytes, value: Optional[bytes]) -> None:
+        """Write one key (``value`` None deletes it): one log record, one memtable store. The hot path of
+        every dbm write. Returns when the record is as durable as the open's durability mode promises."""
+        with self._write_lock:
+            mem = self._mem
+            if mem.size >= self._limit:
+                mem = self._admit()
+            seq = self._last_seq + 1
+            wal = self._wal
+            try:
+                end = wal.add_put(seq, key, value)  # type: ignore[union-attr]
+            except OSError as e:
+                raise error(e.errno, f"write to the log failed: {e.strerror}", wal.path) from e  # type: ignore[union-attr]
+            # Published first: point reads (lock-free) read at _last_seq and see either the old entry or
+            # this one, a single dict store apart.
+            self._last_seq = seq
+            mem.put((key, -seq, value), self._pinned)
+        if self._durability is SYNC:
+            self._sync_to(wal, end)  # type: ignore[arg-type]
+
     def write(self, ops: Sequence[Op]) -> None:
         """Apply ``ops`` atomically: one log record, consecutive sequence numbers, visible together.
-
-        Returns when the log record is as durable as the open's durability mode promises.
-        Cost: one log append plus O(log n) per op in the memtable (the hot path: keep it lean).
-        """
-        if self._closed or self.read_only:
-            self._check_writable()
+        Cost: one log append plus one memtable store per op."""
         if not ops:
+            self.check_writable()
             return
-        if self._throttle and len(self._version.levels[0]) >= self._l0_slowdown:
-            time.sleep(0.001)  # let the compactor catch up before L0 stops writes
         with self._write_lock:
-            if self._closed:
-                raise error("database is closed")
-            v = self._version
-            if len(v.imms) >= self._max_imms or len(v.levels[0]) >= self._l0_stop:
-                self._make_room()
-                v = self._version
-            if v.mem.size >= self._memtable_size:
-                try:
-                    self._rotate()
-                except OSError as e:  # a transient failure (disk full) is retried by the next write, up to a bound
-                    self.counters["background_errors"] += 1
-                    if v.mem.size >= 2 * self._memtable_size:
-                        raise error(e.errno, f"writes stopped: cannot start a new log: {e.strerror}", e.filename) from e
-                v = self._version
-            wal = self._wal
+            mem = self._mem
+            if mem.size >= self._limit:
+                mem = self._admit()
             seq = self._last_seq + 1
+            wal = self._wal
             try:
                 end = wal.add(encode_batch(seq, ops))  # type: ignore[union-attr]
             except OSError as e:
                 raise error(e.errno, f"write to the log failed: {e.strerror}", wal.path) from e  # type: ignore[union-attr]
-            put = v.mem.put
-            if len(ops) == 1:
-                # Published first: point reads (lock-free) read at _last_seq and see either the old entry or
-                # this one, a single dict store apart.
-                self._last_seq = seq
-                key, value = ops[0]
-                put((key, -seq, value), bool(self._pins))
-            else:
-                # Published last, and old versions kept, so a point read never sees half of a batch.
-                for key, value in ops:
-                    put((key, -seq, value), True)
-                    seq += 1
-                self._last_seq = seq - 1
+            put = mem.put
+            # Published last, and old versions kept, so a point read never sees half of a batch.
+            for key, value in ops:
+                put((key, -seq, value), True)
+                seq += 1
+            self._last_seq = seq - 1
         if self._durability is SYNC:
+            self._sync_to(wal, end)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _sync_to(wal: LogWriter, end: int) -> None:
+        try:
+            wal.sync_to(end)
+        except OSError as e:
+            raise error(e.errno, f"fsync of the log failed: {e.strerror}", wal.path) from e
+
+    def _admit(self) -> Memtable:
+        """The write path's slow branch, under the write lock: refuse a closed or read-only engine, slow
+        down or wait while L0 or the flush queue is full (backpressure, docs/design.md invariant 6),
+        rotate a full memtable. Returns the memtable to write into."""
+        self.check_writable()
+        opts = self.options
+        c = self._compactor
+        assert c is not None
+        if c.running and len(self._vs.current.levels[0]) >= opts.l0_slowdown_trigger:
+            self._cond.wait(0.001)  # let the compactor catch up before L0 stops writes
+            self.check_writable()
+        self._make_room()
+        if self._mem.size >= self._memtable_size:
             try:
-                wal.sync_to(end)  # type: ignore[union-attr]
-            except OSError as e:
-                raise error(e.errno, f"fsync of the log failed: {e.strerror}", wal.path) from e  # type: ignore[union-attr]
+                self._rotate()
+            except OSError as e:  # a transient failure (disk full) is retried by the next write, up to a bound
+                self._vs.counters["background_errors"] += 1
+                if self._mem.size >= 2 * self._memtable_size:
+                    raise error(e.errno, f"writes stopped: cannot start a new log: {e.strerror}", e.filename) from e
+        self._refresh_limit()
+        return self._mem
 
     def _make_room(self) -> None:
-        """Backpressure (DESIGN invariant 6): wait while too many memtables or L0 files are pending."""
+        """Wait while too many memtables or L0 files are pending. A writer that finds the background
+        failed (a full disk) runs the work itself at once, so writes resume as soon as space is back."""
         opts = self.options
+        c = self._compactor
+        assert c is not None
         while True:
-            v = self._version
+            v = self._vs.current
             if len(v.imms) < opts.max_immutable_memtables and len(v.levels[0]) < opts.l0_stop_trigger:
                 return
-            if self._bg_thread is None:
+            if not c.running or c.error is not None:
                 try:
-                    self._do_work()
+                    c.work_inline()
                 except OSError as e:
                     raise error(e.errno, f"writes stopped: flush or compaction failed: {e.strerror}", e.filename) from e
                 continue
-            if self._bg_error is not None:
-                raise error(f"writes stopped: background work failed: {self._bg_error}")
-            if self._closed:
-                raise error("database was closed while this write waited for the compactor")
-            self._bg_wake.set()
             self._cond.wait(0.05)
+            self.check_writable()
+
+    def _refresh_limit(self) -> None:
+        """Set the size at which a put leaves the fast path: the memtable's limit, or 0 while the engine
+        is closed or read-only, or L0 is slowing writes, or the flush queue is full."""
+        v = self._vs.current
+        opts = self.options
+        slow = (
+            self._closed
+            or self.read_only
+            or len(v.imms) >= opts.max_immutable_memtables
+            or len(v.levels[0]) >= opts.l0_slowdown_trigger
+        )
+        self._limit = 0 if slow else self._memtable_size
+
+    def _on_change(self) -> None:
+        """The compactor installed a version: re-check the fast path, wake writers waiting for room."""
+        self._refresh_limit()
+        with self._cond:
+            self._cond.notify_all()
 
     def _rotate(self) -> None:
         """Make the active memtable immutable and start a new log. Under the write lock.
@@ -437,52 +319,56 @@ class Engine:
         nothing changes. The old log is closed after the switch (fsync'ed in 's' mode); a failure there is
         reported to its waiting writers by the log itself, and recovery replays whatever reached the disk.
         """
+        vs = self._vs
         old_wal = self._wal
+        old = self._mem
         assert old_wal is not None
-        with self._state_lock:
-            number = self._take_number(self._state)
-            new_wal = LogWriter(self._path(filenames.log_name(number)), number, self._durability, self._mode)
-            try:
-                sync_dir(self.directory)
-                self._manifest_append({"logs": [number]})
-            except BaseException:
-                new_wal.close(sync=False)
-                self._unlink(filenames.log_name(number))
-                raise
-            self._wal = new_wal
-            v = self._version
-            self.counters["user_bytes_written"] += v.mem.payload_bytes
-            self._version = v.with_memtables(Memtable(number), (v.mem,) + v.imms)
+        number = vs.new_number()
+        new_wal = LogWriter(self._path(filenames.log_name(number)), number, self._durability, self._mode)
+        mem = Memtable(number)
+        vs.counters["user_bytes_written"] += old.payload_bytes
+        vs.counters["log_bytes_written"] += old_wal.size
+        try:
+            sync_dir(self.directory)
+            vs.log_and_apply({"logs": [number]}, lambda cur: cur.with_memtables(mem, (cur.mem,) + cur.imms))
+        except BaseException:
+            vs.counters["user_bytes_written"] -= old.payload_bytes
+            vs.counters["log_bytes_written"] -= old_wal.size
+            new_wal.close(sync=False)
+            vs.unlink(filenames.log_name(number))
+            raise
+        self._wal = new_wal
+        self._mem = mem
         try:
             old_wal.close(sync=self._durability is SYNC)
         except OSError:
-            self.counters["background_errors"] += 1
-        self.counters["log_bytes_written"] += old_wal.size
-        if self._bg_thread is not None:
-            self._bg_wake.set()
+            vs.counters["background_errors"] += 1
+        c = self._compactor
+        assert c is not None
+        if c.running:
+            c.wake()
             return
         try:
-            self._do_work()
+            c.work_inline()
         except OSError:  # the rotation stands; the flush is retried by _make_room or the next rotation
-            self.counters["background_errors"] += 1
+            vs.counters["background_errors"] += 1
 
-    def _manifest_append(self, edit: dict[str, Any]) -> None:
-        """Record ``edit`` durably; start a fresh, compacted manifest when this one grows large."""
-        assert self._manifest is not None
-        edit["next_file"] = self._state.next_file  # numbers taken since the last edit stay taken after a reopen
-        edit["totals"] = {name: self.counters[name] for name in _TOTALS}
-        self._manifest.append(edit)  # raises with nothing recorded, so the state is only changed after
-        self._state.apply(edit)
-        if self._manifest.size > _MANIFEST_ROTATE:
-            old = self._manifest
-            number = self._take_number(self._state)
-            try:
-                self._manifest = ManifestWriter(self.directory, number, self._state, self._mode)
-            except OSError:
-                return  # CURRENT still names the old manifest, which holds every edit: rotate next time
-            self.counters["manifest_bytes_written"] += old.bytes_written
-            old.close()
-            os.unlink(old.path)
+    def flush(self) -> None:
+        """Write every memtable to L0 now (used by `compact`)."""
+        self.check_writable()
+        with self._write_lock:
+            if len(self._mem):
+                self._rotate()
+        assert self._compactor is not None
+        self._compactor.flush_all()
+
+    def compact(self) -> None:
+        """Full compaction: flush, then merge every table into the deepest level, dropping every version
+        and tombstone no pinned reader needs. Reclaims the space of deleted and overwritten data."""
+        self.flush()
+        assert self._compactor is not None
+        self._compactor.compact_everything()
+        self._refresh_limit()
 
     # ------------------------------------------------------------------ reading
 
@@ -492,54 +378,48 @@ class Engine:
             raise error("database is closed")
         if read_negseq is None:
             read_negseq = -self._last_seq
-        v = self._version
+        v = self._vs.current
         e = v.mem.get(key, read_negseq)  # the active memtable inline: the commonest hit of recent data
         if e is None:
-            e = self._lookup(v, key, read_negseq, 1)
+            for m in v.imms:
+                e = m.get(key, read_negseq)
+                if e is not None:
+                    break
+            else:
+                e = v.find(key, read_negseq)
         return None if e is None else e[2]
 
-    def _lookup(self, v: Version, key: bytes, read_negseq: int, skip_mems: int) -> Optional[Entry]:
-        """Newest entry of ``key`` visible at ``read_negseq``, skipping the ``skip_mems`` newest memtables."""
-        if skip_mems == 0:
-            e = v.mem.get(key, read_negseq)
+    def _lookup(self, v: Version, key: bytes, skip_mems: int) -> Optional[Entry]:
+        """Newest entry of ``key`` below the ``skip_mems`` newest memtables of ``v``."""
+        for m in ((v.mem,) + v.imms)[skip_mems:]:
+            e = m.newest(key)
             if e is not None:
                 return e
-        for m in v.imms[skip_mems - 1 :] if skip_mems > 1 else v.imms:
-            e = m.get(key, read_negseq)
-            if e is not None:
-                return e
-        if not v.has_tables:
-            return None
-        hashes = key_hashes(key)
-        for t in v.levels[0]:
-            if t.smallest <= key <= t.largest:
-                e = t.get(key, hashes, read_negseq)
-                if e is not None:
-                    return e
-        for largest, tables in v.sorted_levels:
-            i = bisect_left(largest, key)
-            if i < len(largest):
-                t = tables[i]
-                if t.smallest <= key:
-                    e = t.get(key, hashes, read_negseq)
-                    if e is not None:
-                        return e
-        return None
+        return v.find(key, NEWEST)
 
     def pin(self) -> tuple[int, Version]:
         """Pin the current sequence number (old versions it sees survive writes and compactions) and
         return it with the current version. Release with `unpin`."""
-        with self._write_lock:
-            self._check_open()
+        with self._write_lock, self._pin_lock:  # the write lock: no put may miss _pinned once seq is read
+            self.check_open()
             seq = self._last_seq
             self._pins[seq] += 1
-            return seq, self._version
+            self._pinned = True
+            return seq, self._vs.current
 
     def unpin(self, seq: int) -> None:
-        with self._write_lock:
+        with self._write_lock, self._pin_lock:
             self._pins[seq] -= 1
             if self._pins[seq] <= 0:
                 del self._pins[seq]
+            self._pinned = bool(self._pins)
+
+    def _smallest_snapshot(self) -> int:
+        """The oldest pinned sequence number, else the last one. Takes only the pin lock: the compactor
+        calls it while a writer may hold the write lock and wait for that compactor."""
+        with self._pin_lock:
+            last = self._last_seq
+            return min(self._pins) if self._pins else last
 
     def iterate(
         self,
@@ -612,10 +492,10 @@ class Engine:
         """Exact number of live keys. Cost: O(1) after the first call following writes, else one lookup
         per key written since (each key's earlier liveness is resolved once, then remembered)."""
         with self._write_lock:
-            self._check_open()
-            with self._state_lock:
-                v = self._version
-                total = self._table_count
+            self.check_open()
+            with self._vs.lock:
+                v = self._vs.current
+                total = self._vs.state.count
                 for i, m in enumerate((v.mem,) + v.imms):
                     self._resolve(m, v, i + 1)
                     total += m.live - m.prior_live
@@ -630,7 +510,7 @@ class Engine:
         lookup = self._lookup
         prior = 0
         for key in keys[mem.resolved : n]:
-            e = lookup(v, key, NEWEST, skip)
+            e = lookup(v, key, skip)
             if e is not None and e[2] is not None:
                 prior += 1
         mem.prior_live += prior
@@ -640,265 +520,61 @@ class Engine:
     def last_sequence(self) -> int:
         return self._last_seq
 
-    # ------------------------------------------------------------------ flush and compaction
-
-    def _background(self) -> None:
-        """The compactor thread: flush immutable memtables first, then compact while a level is over target."""
-        backoff = 0.05
-        while not self._stopping:
-            self._bg_wake.wait(1.0)
-            self._bg_wake.clear()
-            if self._stopping:
-                return
-            try:
-                self._do_work()
-                self._bg_error = None
-                backoff = 0.05
-            except Exception as e:  # retried: a full disk may drain
-                self._bg_error = e
-                self.counters["background_errors"] += 1
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                self._bg_wake.set()
-            with self._cond:
-                self._cond.notify_all()
-
-    def _do_work(self) -> None:
-        """Flush every immutable memtable, then run compactions until none is needed."""
-        while not self._stopping:
-            with self._work_lock:
-                if self._version.imms:
-                    self._flush_oldest()
-                    continue
-                c = compaction_mod.pick(self._version, self.options, self._pointers)
-                if c is None:
-                    return
-                self._run_compaction(c)
-
-    def _flush_oldest(self) -> None:
-        """Write the oldest immutable memtable as an L0 table and retire its log. Under the work lock."""
-        v = self._version
-        mem = v.imms[-1]
-        with self._state_lock:
-            self._resolve(mem, self._version, len(self._version.imms) + 1)
-        number = self._new_number()
-        entries = mem.sorted_entries()
-        if not mem.one_version:  # else every key has one entry, and a flush keeps tombstones: nothing to drop
-            entries = compaction_mod.drop_obsolete(entries, self._smallest_snapshot(), lambda key: False)
-        outputs = self._write_table(number, entries, split=False)
-        with self._state_lock:
-            cur = self._version
-            imms = tuple(m for m in cur.imms if m is not mem)
-            floor = min([m.log_number for m in imms] + [cur.mem.log_number])
-            self._table_count += mem.live - mem.prior_live
-            edit: dict[str, Any] = {"count": self._table_count, "log_floor": floor, "last_seq": max(mem.max_seq, self._state.last_seq)}
-            if outputs:
-                edit["add"] = [self._meta(outputs[0]).encode(0)]
-            self._manifest_append(edit)
-            l0 = tuple(outputs) + cur.levels[0]
-            self._version = Version(cur.mem, imms, (l0,) + cur.levels[1:])
-            self.counters["flushes"] += 1
-        self._unlink(filenames.log_name(mem.log_number))
-
-    def _new_number(self) -> int:
-        with self._state_lock:
-            return self._take_number(self._state)
-
-    def _smallest_snapshot(self) -> int:
-        pins = list(self._pins)
-        return min(pins) if pins else self._last_seq
-
-    def _run_compaction(self, c: Compaction) -> None:
-        """Merge ``c``'s inputs into its output level (or move a lone table). Under the work lock."""
-        v = self._version
-        if c.trivial_move:
-            t = c.inputs[0]
-            with self._state_lock:
-                meta = self._meta(t)
-                self._manifest_append({"del": [[c.level, t.number]], "add": [meta.encode(c.output_level)],
-                                       "pointer": [c.level, t.largest]})
-                self._pointers[c.level] = t.largest
-                self._install(c, [t])
-                self.counters["trivial_moves"] += 1
-            return
-        sources = [t.chunks(fill_cache=False) for t in c.inputs]
-        if c.lower:
-            sources.append(concat([_opener(t, None, None, False, False) for t in c.lower]))
-        entries = compaction_mod.drop_obsolete(
-            chain.from_iterable(merge_chunks(sources)), self._smallest_snapshot(), compaction_mod.is_base_for(v, c.output_level)
-        )
-        outputs = self._write_table(None, entries, split=True)
-        with self._state_lock:
-            edit: dict[str, Any] = {
-                "del": [[c.level, t.number] for t in c.inputs] + [[c.output_level, t.number] for t in c.lower],
-                "add": [self._meta(t).encode(c.output_level) for t in outputs],
-                "pointer": [c.level, max(t.largest for t in c.inputs)],
-            }
-            self._manifest_append(edit)
-            self._pointers[c.level] = max(t.largest for t in c.inputs)
-            self._install(c, outputs)
-            self.counters["compactions"] += 1
-        for t in c.all_inputs():
-            self._retire_table(t)
-
-    def _install(self, c: Compaction, outputs: list[TableReader]) -> None:
-        """Swap in a version without ``c``'s inputs and with ``outputs`` in the output level."""
-        cur = self._version
-        gone = {t.number for t in c.all_inputs()}
-        levels = [[t for t in level if t.number not in gone] for level in cur.levels]
-        levels[c.output_level] = sorted(levels[c.output_level] + outputs, key=lambda t: t.smallest)
-        self._version = Version(cur.mem, cur.imms, levels)
-
-    def _retire_table(self, t: TableReader) -> None:
-        """Unlink a table that left the current version; readers still holding it keep reading it."""
-        self.counters["retired_bloom_checks"] += t.bloom_checks
-        self.counters["retired_bloom_negatives"] += t.bloom_negatives
-        self._cache.evict_table(t.number)
-        self._unlink(filenames.table_name(t.number))
-
-    def _unlink(self, name: str) -> None:
-        try:
-            os.unlink(self._path(name))
-        except FileNotFoundError:
-            pass
-
-    def _write_table(self, number: Optional[int], entries: Iterator[Entry], split: bool) -> list[TableReader]:
-        """Write ``entries`` into one table (``number``, or a new one), or with ``split`` into several cut
-        near ``target_file_size`` between keys (so tables of a level never share a key). Each is written
-        under a temp name, fsync'ed and renamed, and the directory fsync'ed before they are returned.
-        Cost: one `TableWriter.add_many` per table (its loop checks the size at each new key)."""
-        outputs: list[TableReader] = []
-        writer: Optional[TableWriter] = None
-        limit = self.options.target_file_size if split else -1
-        it = iter(entries)
-        carry: Optional[Entry] = next(it, None)
-        source = self._interruptible(it) if split else it
-        try:
-            while carry is not None:
-                n = number if number is not None and not outputs else self._new_number()
-                writer = TableWriter(self._path(filenames.temp_name(filenames.table_name(n))), self.options, self._mode)
-                writer.add(*carry)
-                carry = writer.add_many(source, limit)
-                outputs.append(self._finish_table(writer, n))
-                writer = None
-        except BaseException:
-            if writer is not None:
-                writer.abandon()
-            for t in outputs:
-                t.close()
-                self._unlink(filenames.table_name(t.number))
-            raise
-        if outputs:
-            sync_dir(self.directory)
-        return outputs
-
-    def _interruptible(self, entries: Iterator[Entry]) -> Iterator[Entry]:
-        """``entries``, raising once close() has begun (checked every 1024 entries)."""
-        for i, entry in enumerate(entries):
-            if not i & 1023 and self._stopping:
-                raise error("compaction interrupted by close")
-            yield entry
-
-    def _finish_table(self, writer: TableWriter, number: int) -> TableReader:
-        props: TableProperties = writer.finish()
-        final = self._path(filenames.table_name(number))
-        if os.path.exists(final):
-            raise error(f"refusing to overwrite existing table {final}")
-        os.replace(self._path(filenames.temp_name(filenames.table_name(number))), final)
-        self.counters["table_bytes_written"] += props.file_size
-        return TableReader(final, number, self._cache)
-
-    @staticmethod
-    def _meta(t: TableReader) -> FileMeta:
-        p = t.properties
-        return FileMeta(t.number, p.file_size, p.smallest_key, p.largest_key, p.min_seq, p.max_seq,
-                        p.num_entries, p.num_deletions)
-
-    def flush(self) -> None:
-        """Write every memtable to L0 now (used by `compact`)."""
-        self._check_writable()
-        with self._write_lock:
-            if len(self._version.mem):
-                self._rotate()
-        while self._version.imms:
-            with self._work_lock:
-                if self._version.imms:
-                    self._flush_oldest()
-
-    def compact(self) -> None:
-        """Full compaction: flush, then merge every table into the deepest level, dropping every version
-        and tombstone no pinned reader needs. Reclaims the space of deleted and overwritten data."""
-        self.flush()
-        with self._work_lock:
-            v = self._version
-            tables = v.tables()
-            if not tables:
-                return
-            out_level = max(1, v.deepest_nonempty())
-            sources = [t.chunks(fill_cache=False) for t in v.levels[0]]
-            for level in range(1, MAX_LEVELS):
-                if v.levels[level]:
-                    sources.append(concat([_opener(t, None, None, False, False) for t in v.levels[level]]))
-            entries = compaction_mod.drop_obsolete(
-                chain.from_iterable(merge_chunks(sources)), self._smallest_snapshot(), lambda key: True
-            )
-            outputs = self._write_table(None, entries, split=True)
-            with self._state_lock:
-                edit = {
-                    "del": [[level, t.number] for level, ts in enumerate(v.levels) for t in ts],
-                    "add": [self._meta(t).encode(out_level) for t in outputs],
-                }
-                self._manifest_append(edit)
-                cur = self._version
-                levels: list[Sequence[TableReader]] = [() for _ in range(MAX_LEVELS)]
-                gone = {t.number for t in tables}
-                levels[0] = [t for t in cur.levels[0] if t.number not in gone]  # flushed since we started
-                levels[out_level] = outputs
-                self._version = Version(cur.mem, cur.imms, levels)
-                self.counters["compactions"] += 1
-            for t in tables:
-                self._retire_table(t)
-
-    def _check_writable(self) -> None:
-        self._check_open()
-        if self.read_only:
-            raise error("database is open read-only")
+    @property
+    def version(self) -> Version:
+        """The current version (memtables and tables), for inspection; it never changes once read."""
+        return self._vs.current
 
     # ------------------------------------------------------------------ durability and closing
 
     def sync(self) -> None:
         """Everything written so far survives a power cut when this returns."""
-        self._check_open()
+        self.check_open()
         if self.read_only:
             return
+        wal = self._wal
+        assert wal is not None
         try:
             with self._write_lock:
-                wal = self._wal
-                assert wal is not None
                 wal.flush()
             wal.sync()
         except OSError as e:
-            raise error(e.errno, f"fsync of the log failed: {e.strerror}", wal.path if wal else None) from e
+            raise error(e.errno, f"fsync of the log failed: {e.strerror}", wal.path) from e
 
     def close(self) -> None:
-        """Stop the compactor, make the log durable, release the lock. Idempotent. Iterators still running
+        """Stop background work (running jobs are killed: their outputs are temp files), write the
+        memtables to L0 when they hold more than `CLOSE_FLUSH_BYTES` (so a reopen replays little), make
+        the log durable, record the running totals, release the lock. Idempotent. Iterators still running
         raise `error` at their next step."""
         with self._write_lock:
             if self._closed:
                 return
             self._closed = True
             self._alive[0] = False
-            self._stopping = True
-        self._bg_wake.set()
-        if self._bg_thread is not None:
-            self._bg_thread.join()
+            self._limit = 0
         try:
+            if self._compactor is not None:
+                self._compactor.stop()
+                self._flush_at_close()
             if self._wal is not None:
                 self._wal.close(sync=True)
-            if self._manifest is not None:
-                self._manifest.close()
+            if not self.read_only:
+                self._vs.close()
         finally:
-            self._lock.release()
+            self._release_lock()
+
+    def _flush_at_close(self) -> None:
+        v = self._vs.current
+        if v.mem.size + sum(m.size for m in v.imms) <= CLOSE_FLUSH_BYTES:
+            return
+        assert self._compactor is not None
+        try:
+            with self._write_lock:
+                if len(self._mem):
+                    self._rotate()
+            self._compactor.flush_all(in_process=True)
+        except OSError:  # the logs still hold everything: the next open replays them
+            self._vs.counters["background_errors"] += 1
 
     @property
     def closed(self) -> bool:
@@ -908,18 +584,20 @@ class Engine:
 
     def stats(self) -> dict[str, Any]:
         """Levels, memtables, work done and the write amplification it cost, filter and cache efficiency."""
-        self._check_open()
-        v = self._version
-        c = self.counters
+        self.check_open()
+        vs = self._vs
+        v = vs.current
+        c = vs.counters
         tables = v.tables()
         wal_now = self._wal.size if self._wal is not None else 0
         engine_bytes = c["log_bytes_written"] + wal_now + c["table_bytes_written"]
-        user = c["user_bytes_written"] + (v.mem.payload_bytes if v.mem is not self._replayed else 0)
+        user = c["user_bytes_written"] + (0 if self.read_only else v.mem.payload_bytes)
         levels = [
             {"level": i, "files": len(ts), "bytes": sum(t.properties.file_size for t in ts),
              "keys": sum(t.properties.num_entries for t in ts)}
             for i, ts in enumerate(v.levels)
         ]
+        compactor = self._compactor
         return {
             "levels": levels,
             "memtable_bytes": v.mem.size + sum(m.size for m in v.imms),
@@ -938,14 +616,16 @@ class Engine:
             "sequence": self._last_seq,
             "table_bytes": sum(t.properties.file_size for t in tables),
             "background_errors": c["background_errors"],
+            "workers": [] if compactor is None else compactor.worker_pids(),
+            "worker_restarts": 0 if compactor is None else compactor.worker_restarts,
         }
 
     def check(self) -> dict[str, Any]:
         """Read and verify every table block of the current version; a report, never an exception for damage."""
-        self._check_open()
+        self.check_open()
         problems: list[str] = []
         entries = 0
-        tables = self._version.tables()
+        tables = self._vs.current.tables()
         for t in tables:
             try:
                 entries += t.check()
@@ -953,12 +633,13 @@ class Engine:
                 problems.append(str(e))
         return {"ok": not problems, "tables": len(tables), "entries": entries, "problems": problems}
 
-    def _check(self) -> None:
+    def check_invariants(self) -> None:
         """Assert every structural invariant (tests and the crash harness call it)."""
-        with self._write_lock, self._state_lock:
-            v = self._version
-            v._check()
-            assert {t.number for t in v.tables()} == {m for files in self._state.levels.values() for m in files}
+        with self._write_lock:
+            vs = self._vs
+            vs._check()
+            v = vs.current
+            assert v.mem is self._mem
             for level in range(1, MAX_LEVELS):
                 for t in v.levels[level]:
                     assert t.properties.max_seq <= self._last_seq

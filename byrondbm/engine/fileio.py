@@ -1,4 +1,4 @@
-"""Durable file operations: the fsync discipline of DESIGN.md invariant 3 in one place.
+"""Durable file operations: the fsync discipline of docs/design.md invariant 3 in one place.
 
 macOS's fsync does not reach the platter; there ``F_FULLFSYNC`` is used, as LevelDB's env_posix does.
 """

@@ -6,6 +6,7 @@
     NNNNNN.log         write-ahead log (framed records, see wal.py)
     NNNNNN.sst         a sorted table (see sstable/format.py)
     *.tmp              a file being written; never referenced, removed on open
+    job-J-K.sst.tmp    output K of background job J, renamed to NNNNNN.sst when installed
     lost/              what `repair` could not use, moved aside for inspection (removed by flag 'n')
 
 File numbers come from one counter kept in the manifest, so no two files share a number.
@@ -40,6 +41,10 @@ def manifest_name(number: int) -> str:
 
 def temp_name(name: str) -> str:
     return name + TEMP_SUFFIX
+
+
+def job_output(job: int, k: int) -> str:
+    return temp_name(f"job-{job:06d}-{k}.sst")
 
 
 def parse(name: str) -> tuple[str, int] | None:

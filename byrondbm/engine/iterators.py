@@ -1,6 +1,6 @@
 """One iterator protocol for every layer: an iterator of entries ``(key, negseq, value)`` in entry order
 (key ascending, newest first) or its exact reverse. Memtables, tables and levels all produce it; these
-functions combine them. DESIGN invariant 5 (newest wins) is `visible`'s job.
+functions combine them. docs/design.md invariant 5 (newest wins) is `visible`'s job.
 
 Every layer produces it *in chunks*: an iterator of lists of entries (a table's block, a run of memtable
 keys) whose concatenation is the stream, so a merge can hand whole runs to C. ``chain.from_iterable`` of a

@@ -167,6 +167,11 @@ class Memtable:
                 lo, lo_inclusive = keys[-1], False
             size = CHUNK
 
+    def sorted_keys(self) -> SortedList:
+        """Every key, sorted (for a flush: the memtable no longer changes then). Cost: one fold."""
+        with self._fold_lock:
+            return self._fold()
+
     def sorted_entries(self) -> Iterator[Entry]:
         """All entries in entry order, for a flush (the memtable no longer changes then).
         Cost: one sort of the keys not yet folded, then O(1) an entry (in C when every key has one version)."""

@@ -29,14 +29,15 @@ from typing import Any, Optional
 from ..errors import CorruptionError, error
 from ..options import Options
 from . import filenames, framing
-from .engine import Engine, _DirLock
+from .directory import DirLock
+from .engine import Engine
 from .fileio import read_file, sync_dir
 from .manifest import FileMeta, ManifestState, ManifestWriter, load as load_manifest
-from .records import Entry, decode_batch
+from .records import Entry
 from .sstable import BlockCache, TableReader, TableWriter
 from .verify import LostRange, TableBlocks, estimate, missing_table
 from .version import MAX_LEVELS
-from .wal import WRITE
+from .wal import decode_record
 
 LOST_DIR = filenames.LOST
 _MAX_LISTED = 100  # keys and problems listed by name in a report; the counts are always complete
@@ -49,7 +50,7 @@ def check_database(directory: str) -> dict[str, Any]:
     counts the table entries that are readable; ``damaged_entries`` those the damaged blocks held (exact
     when ``damaged_entries_exact``, else estimated from their size) and ``damaged_ranges`` their key ranges
     (`LostRange.as_json`); ``live_keys`` the number of keys when the tables are intact (else None). A missing
-    or locked database raises `byrondbm.error`, as `open` does. A torn record at the end of a log (a write cut
+    database raises `byrondbm.error`, as `open` does; a writer may have it open meanwhile. A torn record at the end of a log (a write cut
     off by a crash) is normal: ``torn_log_bytes``, not a problem. A database that does not open (a damaged
     footer, a missing table) still has each table the manifest lists counted.
     Cost: every block of every table and every log read once (a healthy table in one `TableReader.check`).
@@ -148,14 +149,14 @@ def repair_database(directory: str, options: Optional[Options] = None) -> dict[s
     names = os.listdir(directory)
     if filenames.CURRENT not in names and not any(filenames.parse(n) for n in names):
         raise error(errno.ENOENT, "no byrondbm database here (no CURRENT, manifest, log or table)", directory)
-    before = check_database(directory)  # opens read-only: raises if a writer has it, as repair must
-    if before["ok"]:
-        return {"ok": True, "changed": False, "problems": [], "kept_records": before["live_keys"],
-                "lost": _Salvage(directory).lost_report(), "moved_to_lost": []}
     options = options or Options()
     mode = _file_mode(directory)
-    lock = _DirLock(directory, exclusive=True, os_lock=True, mode=mode)
+    lock = DirLock(directory, mode=mode)  # the writer's lock: no writer may start while we decide
     try:
+        before = check_database(directory)  # a reader: takes no lock
+        if before["ok"]:
+            return {"ok": True, "changed": False, "problems": [], "kept_records": before["live_keys"],
+                    "lost": _Salvage(directory).lost_report(), "moved_to_lost": []}
         salvage = _Salvage(directory)
         salvage.choose_sources()
         kept, metas, max_seq, next_number = salvage.write_tables(options, mode)
@@ -279,9 +280,7 @@ class _Salvage:
             damaged += pos - end
             end = pos + framing.HEADER_SIZE + len(payload)
             try:
-                if rtype != WRITE:
-                    raise CorruptionError(f"unknown record type {rtype} in log", path)
-                first_seq, ops = decode_batch(payload, path)
+                first_seq, ops = decode_record(rtype, payload, path)
             except CorruptionError as e:
                 self.counts["log_records"] += 1
                 self.problems.append(str(e))

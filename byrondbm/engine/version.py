@@ -14,7 +14,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 
 from .memtable import Memtable
-from .sstable import TableReader
+from .records import Entry
+from .sstable import TableReader, key_hashes
 
 MAX_LEVELS = 7
 
@@ -33,6 +34,29 @@ class Version:
         self.sorted_levels = [(self._largest[k], self.levels[k]) for k in range(1, len(self.levels)) if self.levels[k]]
         """(largest keys, tables) of each non-empty level >= 1, top down: what a point lookup walks."""
         self.has_tables = any(self.levels)
+
+    def find(self, key: bytes, read_negseq: int) -> Entry | None:
+        """Newest entry of ``key`` visible at ``read_negseq`` in the tables (memtables are the caller's):
+        L0 newest first, then one table a sorted level, found by bisecting its largest keys.
+        Cost: one hash of the key, then per table whose range holds it a bloom probe and, on a hit, a
+        cached-block lookup."""
+        if not self.has_tables:
+            return None
+        hashes = key_hashes(key)
+        for t in self.levels[0]:
+            if t.smallest <= key <= t.largest:
+                e = t.get(key, hashes, read_negseq)
+                if e is not None:
+                    return e
+        for largest, tables in self.sorted_levels:
+            i = bisect_left(largest, key)
+            if i < len(largest):
+                t = tables[i]
+                if t.smallest <= key:
+                    e = t.get(key, hashes, read_negseq)
+                    if e is not None:
+                        return e
+        return None
 
     def with_memtables(self, mem: Memtable, imms: tuple[Memtable, ...]) -> "Version":
         return Version(mem, imms, self.levels)
@@ -75,7 +99,7 @@ class Version:
         return [t for level in self.levels for t in level]
 
     def _check(self) -> None:
-        """Assert DESIGN invariant 6: L1+ sorted and non-overlapping; every table's range well-formed."""
+        """Assert docs/design.md invariant 6: L1+ sorted and non-overlapping; every table's range well-formed."""
         assert len(self.levels) == MAX_LEVELS
         for level, tables in enumerate(self.levels):
             for t in tables:

@@ -49,6 +49,10 @@ import byrondbm
 from .crash_loop import SMALL_OPTIONS, Stream, diff, make_op, perform, read_all, verify_usable
 
 VARIANTS = ("synced", "torn", "zeroed")
+# Flushes and compactions run in the recorded process (workers=0), so their file operations are in the
+# journal too; a worker process runs the same job code and the same durable order (the crash loop
+# exercises the worker processes with real SIGKILLs).
+OPTIONS = dict(SMALL_OPTIONS, workers=0)
 
 
 # ---------------------------------------------------------------- recording (in the child)
@@ -173,7 +177,7 @@ def record(path: str, seed: int, ops: int, keys: int, out: str, skip_log_fsync: 
     rec = Recorder(path)
     rec.install()
     try:
-        db = byrondbm.open(path, "ws", **SMALL_OPTIONS)
+        db = byrondbm.open(path, "ws", **OPTIONS)
 
         def writer(t: int) -> None:
             for i in range(ops):
@@ -276,7 +280,7 @@ def powerloss(workdir: str, seed: int, ops: int, cuts: int, keys: int = 200, ski
     random points of it."""
     rng = random.Random(seed)
     db_path = os.path.join(workdir, "db")
-    byrondbm.open(db_path, "c", **SMALL_OPTIONS).close()
+    byrondbm.open(db_path, "c", **OPTIONS).close()
     baseline = {}
     for name in os.listdir(db_path):
         with open(os.path.join(db_path, name), "rb") as f:
@@ -340,7 +344,7 @@ def check_image(path: str, image: dict[str, bytes], streams: list[Stream], acked
     stray = [k for k in contents if not k.startswith(prefixes)]
     if stray:
         raise AssertionError(f"{where}: keys no writer wrote: {stray[:3]!r}")
-    with byrondbm.open(path, "w", **SMALL_OPTIONS) as db:
+    with byrondbm.open(path, "w", **OPTIONS) as db:
         verify_usable(db)
 
 
