@@ -26,12 +26,14 @@ _POLL_LIMIT = 6000  # polls of 10 ms: a bound so that a broken command fails the
 def _start(*args: object, cwd: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    # Its own process group, so that SIGINT reaches it and any worker processes it starts, as Ctrl-C does.
     return subprocess.Popen([sys.executable, "-m", "byrondbm", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
 def _interrupt_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool]) -> tuple[int, str]:
-    """Send SIGINT once ``ready()`` (the command is part way), then wait: (exit status, stderr)."""
+    """Send SIGINT to the process group once ``ready()`` (the command is part way), as Ctrl-C in a terminal
+    does, then wait: (exit status, stderr)."""
     for _ in range(_POLL_LIMIT):
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         if ready():
@@ -40,7 +42,7 @@ def _interrupt_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool]) ->
     else:
         proc.kill()
         pytest.fail("the command never reached the point to interrupt")
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     return proc.returncode, err.decode()
 
