@@ -6,7 +6,8 @@ through their ``add_arguments(parser)`` and ``run(args) -> int`` functions.
 
 Exit codes: 0 ok; 1 key not found, check failed, or an expected error (missing, locked or damaged
 database, unreadable input), reported as one line ``byrondbm: error: <message>`` on stderr, never a
-traceback; 2 usage error (argparse's convention).
+traceback; 2 usage error (argparse's convention); 3 repair lost records; 130 interrupted (Ctrl-C), after one
+line saying what was done.
 
 Dump file (JSON lines, UTF-8, one JSON object a line)::
 
@@ -33,24 +34,57 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, BinaryIO, NamedTuple
 
 import byrondbm
 
+from .engine.verify import LostRange
 from .progress import Progress
 
 PROG = "byrondbm"
 DUMP_VERSION = 1
 LOAD_BATCH_SIZE = 1000
 SERVER_EXTRA_HINT = "the server needs the 'server' extra: pip install 'byrondbm[server]'"
+EXIT_LOST = 3
+"""`repair` made the database consistent but could not salvage every record (distinct from 1: still damaged)."""
 
 
 class CommandError(Exception):
     """An expected failure of a subcommand: printed as one line, exit code 1."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped a subcommand: printed as one line saying what was done, exit code 130."""
+
+
+class StopRequest:
+    """While active, a first SIGINT only sets `requested`, for a loop to check between steps, so that no step
+    (a batch being written) is cut in half and the count of steps done is exact; a second SIGINT interrupts
+    at once (KeyboardInterrupt). Outside the main thread (no signal handler can be set) it never triggers."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 class Codec(NamedTuple):
@@ -174,13 +208,15 @@ def _print_fields(fields: dict[str, Any], indent: str = "") -> None:
         _emit(f"{indent}{name.replace('_', ' '):<{width}}{text}")
 
 
-def _print_report(title: str, report: dict[str, Any]) -> None:
-    """A check/repair report: a title line, each problem on its own line, then the other fields."""
-    problems = report.get("problems", [])
+def _print_report(title: str, fields: dict[str, Any], ranges: list[dict[str, Any]], label: str) -> None:
+    """A check/repair report: a title line, each problem and each lost key range (`LostRange.as_json`) on its
+    own line, then the other fields."""
     _emit(title)
-    for problem in problems:
+    for problem in fields.get("problems", []):
         _emit(f"  problem: {problem}")
-    _print_fields({k: v for k, v in report.items() if k not in ("ok", "problems")}, indent="  ")
+    for item in ranges:
+        _emit(f"  {label}: {LostRange.from_json(item).describe()}")
+    _print_fields({k: v for k, v in fields.items() if k not in ("ok", "problems")}, indent="  ")
 
 
 # ------------------------------------------------------------------------------------ point operations
@@ -234,25 +270,34 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_dump(args: argparse.Namespace) -> int:
     encode = DUMP_CODECS[args.encoding].encode
-    with contextlib.ExitStack() as stack:
-        db = stack.enter_context(byrondbm.open(args.path, "r"))
-        out = stack.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
-        total = len(db)
-        header = {"byrondbm": DUMP_VERSION, "encoding": args.encoding, "records": total}
-        out.write(_JSON.encode(header).encode("utf-8") + b"\n")
-        progress = stack.enter_context(Progress("dump", total, unit=" records", enabled=_show_progress(args)))
-        written = 0
-        for key, value in db.scan():
-            try:
-                record = {"key": encode(key), "value": encode(value)}
-            except UnicodeDecodeError:
-                raise CommandError(
-                    f"record {written + 1} is not valid UTF-8; dump with --encoding base64 or hex"
-                ) from None
-            out.write(_JSON.encode(record).encode("utf-8") + b"\n")
-            written += 1
-            progress.advance()
-        out.flush()
+    written = total = 0
+    try:
+        with contextlib.ExitStack() as stack:
+            db = stack.enter_context(byrondbm.open(args.path, "r"))
+            out = stack.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
+            total = len(db)
+            header = {"byrondbm": DUMP_VERSION, "encoding": args.encoding, "records": total}
+            out.write(_JSON.encode(header).encode("utf-8") + b"\n")
+            progress = stack.enter_context(Progress("dump", total, unit=" records", enabled=_show_progress(args)))
+            for key, value in db.scan():
+                try:
+                    record = {"key": encode(key), "value": encode(value)}
+                except UnicodeDecodeError:
+                    raise CommandError(
+                        f"record {written + 1} is not valid UTF-8; dump with --encoding base64 or hex"
+                    ) from None
+                out.write(_JSON.encode(record).encode("utf-8") + b"\n")
+                written += 1
+                progress.advance()
+            out.flush()
+    except KeyboardInterrupt:
+        if args.output:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(args.output)
+            raise Interrupted(f"dump stopped after {written:,} of {total:,} records; the partial file "
+                              f"{args.output} was removed") from None
+        raise Interrupted(f"dump stopped after {written:,} of {total:,} records; the output is incomplete "
+                          f"(its header promises {total:,} records, so load refuses it)") from None
     if written != total:
         raise CommandError(f"the database holds {total} keys but the scan returned {written}; the dump is inconsistent")
     return 0
@@ -351,10 +396,14 @@ def cmd_load(args: argparse.Namespace) -> int:
                 records = sum(1 for _ in read_dump(_count_bytes(source, progress)))
         except DumpFormatError as exc:
             raise CommandError(f"{where} {exc}; nothing was loaded") from None
+        except KeyboardInterrupt:
+            raise Interrupted("load stopped while checking the input; nothing was loaded") from None
         source.seek(start)
         loaded = 0
+        rerun = "rerunning the load is safe: it sets the same keys to the same values"
         try:
             with (
+                StopRequest() as stop,
                 byrondbm.open(args.path, "c") as db,
                 Progress("load", records, unit=" records", enabled=show) as progress,
             ):
@@ -363,7 +412,16 @@ def cmd_load(args: argparse.Namespace) -> int:
                     pending.append((key, value))
                     if len(pending) >= args.batch_size:
                         loaded += _write_batch(db, pending, progress)
-                loaded += _write_batch(db, pending, progress)
+                        if stop.requested:
+                            break
+                else:
+                    loaded += _write_batch(db, pending, progress)
+            if stop.requested and loaded < records:
+                raise Interrupted(f"load stopped: {loaded:,} of {records:,} records were loaded; {rerun}")
+        except KeyboardInterrupt:  # a second Ctrl-C: the batch being written may have been applied too
+            raise Interrupted(
+                f"load stopped: at least {loaded:,} of {records:,} records were loaded; {rerun}"
+            ) from None
         except (OSError, DumpFormatError) as exc:
             detail = _describe(exc) if isinstance(exc, OSError) else f"{where} {exc} (the file changed)"
             raise CommandError(f"{detail}; {loaded} of {records} records were loaded") from None
@@ -404,8 +462,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    with byrondbm.open(args.path, "w") as db, Progress("compact", enabled=_show_progress(args)).ticking():
-        db.compact()
+    try:
+        with byrondbm.open(args.path, "w") as db, Progress("compact", enabled=_show_progress(args)).ticking():
+            db.compact()
+    except KeyboardInterrupt:
+        raise Interrupted("compaction stopped; the tables it was writing were removed and the database holds "
+                          "the same records as before; run compact again to finish") from None
     return 0
 
 
@@ -415,22 +477,37 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         _emit(json.dumps(report, indent=2))
     else:
-        _print_report(f"{args.path}: {'ok' if report['ok'] else 'DAMAGED'}", report)
+        fields = {k: v for k, v in report.items() if k != "damaged_ranges"}
+        title = f"{args.path}: {'ok' if report['ok'] else 'DAMAGED'}"
+        _print_report(title, fields, report["damaged_ranges"], "damaged")
     return 0 if report["ok"] else 1
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    with Progress("repair", enabled=_show_progress(args)).ticking():
-        report = byrondbm.repair(args.path)
+    try:
+        with Progress("repair", enabled=_show_progress(args)).ticking():
+            report = byrondbm.repair(args.path)
+    except KeyboardInterrupt:
+        raise Interrupted("repair stopped; the database is either as it was or repaired (switching to the new "
+                          "manifest is one atomic step); run repair again to finish") from None
+    lost = report["lost"]["records"]
     if args.json:
         _emit(json.dumps(report, indent=2))
     else:
-        if not report["ok"]:
+        if not report["changed"]:
+            outcome = "no damage found, nothing changed"
+        elif not report["ok"]:
             outcome = "STILL DAMAGED after repair"
         else:
-            outcome = "repaired" if report["problems"] else "no damage found"
-        _print_report(f"{args.path}: {outcome}, {report['kept_records']:,} records kept", report)
-    return 0 if report["ok"] else 1
+            outcome = "repaired"
+        counted = "" if report["lost"]["records_exact"] else "about "
+        # The ranges as lines of text; the hex keys of lost large values only in --json (they are ranges too).
+        fields = {**report, "lost": {k: v for k, v in report["lost"].items() if k not in ("ranges", "keys")}}
+        _print_report(f"{args.path}: {outcome}, {report['kept_records']:,} records kept, {counted}{lost:,} lost",
+                      fields, report["lost"]["ranges"], "lost")
+    if not report["ok"]:
+        return 1
+    return EXIT_LOST if lost else 0
 
 
 def cmd_whichdb(args: argparse.Namespace) -> int:
@@ -486,7 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Inspect, load, dump, check and repair byrondbm databases (a database is a directory).",
-        epilog="Exit status: 0 ok, 1 not found / check failed / error, 2 usage error.",
+        epilog="Exit status: 0 ok, 1 not found / check failed / error, 2 usage error, 3 repair lost records, "
+        "130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {byrondbm.__version__}")
     parser.set_defaults(handler=None)
@@ -584,6 +662,9 @@ def main(argv: list[str] | None = None) -> int:
         return code if isinstance(code, int) else (0 if code is None else 1)
     except CommandError as exc:
         return _fail(str(exc))
+    except Interrupted as exc:
+        print(f"{PROG}: interrupted: {exc}", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader went away (`byrondbm scan db | head`): stop quietly, as a program killed by SIGPIPE.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -591,4 +672,5 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # byrondbm.error (missing, locked, damaged database) and file errors
         return _fail(_describe(exc))
     except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -6,29 +6,18 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import ItemsView, Iterable, Iterator, Mapping, MutableMapping, ValuesView
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from types import TracebackType
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 from .engine.engine import BUFFERED, OS, SYNC, Engine
 from .errors import error
+from .mapping import Batch, Key, ScanViews, to_bytes
 from .options import Options
 
-Key = Union[bytes, bytearray, memoryview, str]
 
 open_flags = "rwcnfsu"
 _CLEAR_BATCH = 10_000
-
-
-def to_bytes(value: object, what: str = "key") -> bytes:
-    """Coerce a key or value: bytes as is, str as UTF-8, any other buffer copied; else `TypeError`."""
-    if type(value) is bytes:
-        return value  # type: ignore[return-value]
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    raise TypeError(f"{what} must be bytes, bytearray, memoryview or str, not {type(value).__name__}")
 
 
 def _bound(value: Optional[Key], what: str) -> Optional[bytes]:
@@ -81,31 +70,12 @@ class _Scan:
         return items
 
 
-class ScanViews:
-    """``__iter__``, ``keys()``, ``items()`` and ``values()`` of any mapping with a ``scan()`` (Database,
-    Snapshot, the server's client): each is one streamed scan, never a lookup per key."""
-
-    scan: Callable[..., Iterator[Any]]  # provided by the class it is mixed into
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self.scan(keys_only=True)
-
-    def keys(self) -> list[bytes]:
-        """A sorted list, as every dbm module returns."""
-        return list(self.scan(keys_only=True))
-
-    def items(self) -> ItemsView[bytes, bytes]:
-        return ScanItems(self)  # type: ignore[arg-type]
-
-    def values(self) -> ValuesView[bytes]:
-        return ScanValues(self)  # type: ignore[arg-type]
-
-
 class Database(_Scan, ScanViews, MutableMapping[bytes, bytes]):  # type: ignore[misc]  # keys() is a list (dbm)
     """A persistent, sorted mapping of bytes to bytes in one directory. Thread-safe."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._read_only = engine.read_only
         self._cursor: Optional[bytes] = None
         self._cursor_lock = threading.Lock()
 
@@ -136,7 +106,17 @@ class Database(_Scan, ScanViews, MutableMapping[bytes, bytes]):  # type: ignore[
             values[i] = get(wanted[i])
         return values
 
+    def _require_writable(self) -> None:
+        """Every write refuses a read-only database first, before looking at its key (as `dbm.gnu` does):
+        so ``del db[k]`` says "read-only" whether or not ``k`` exists. A closed database says "closed"."""
+        if self._engine.closed:
+            raise error("database is closed")
+        if self._read_only:
+            raise error(f"database is open read-only: {self._engine.directory}")
+
     def __setitem__(self, key: Key, value: Key) -> None:
+        if self._read_only:  # the engine refuses a closed database; this branch keeps the hot path one test
+            self._require_writable()
         if type(key) is not bytes:
             key = to_bytes(key)
         if type(value) is not bytes:
@@ -144,6 +124,7 @@ class Database(_Scan, ScanViews, MutableMapping[bytes, bytes]):  # type: ignore[
         self._engine.put(key, value)
 
     def __delitem__(self, key: Key) -> None:
+        self._require_writable()
         k = to_bytes(key)
         if self._engine.get(k) is None:
             raise KeyError(key)
@@ -156,8 +137,29 @@ class Database(_Scan, ScanViews, MutableMapping[bytes, bytes]):  # type: ignore[
         """Exact; O(1) except right after writes (see Engine.count)."""
         return self._engine.count()
 
+    def pop(self, key: Key, *default: Any) -> Any:  # type: ignore[override]
+        self._require_writable()
+        return super().pop(key, *default)  # type: ignore[arg-type]
+
+    def popitem(self) -> tuple[bytes, bytes]:
+        self._require_writable()
+        return super().popitem()
+
+    def setdefault(self, key: Key, default: Any = None) -> Any:  # type: ignore[override]
+        """``db[key]``; if absent, set it to ``default`` (a write: refused on a read-only database)."""
+        value = self.get(key)
+        if value is not None:
+            return value
+        self[key] = default
+        return default
+
+    def update(self, other: Any = (), /, **kwds: Key) -> None:
+        self._require_writable()
+        super().update(other, **kwds)
+
     def clear(self) -> None:
         """Delete every key, in batches of 10,000 (each batch atomic)."""
+        self._require_writable()
         while True:
             keys = [k for k, _ in zip(self.scan(keys_only=True), range(_CLEAR_BATCH))]
             if not keys:
@@ -194,7 +196,7 @@ class Database(_Scan, ScanViews, MutableMapping[bytes, bytes]):  # type: ignore[
 
     def batch(self) -> "Batch":
         """``with db.batch() as b:`` collects puts and deletes, applied all or nothing on a clean exit."""
-        self._engine.check_writable()
+        self._require_writable()
         return Batch(self._engine.write)
 
     def snapshot(self) -> "Snapshot":
@@ -203,7 +205,7 @@ class Database(_Scan, ScanViews, MutableMapping[bytes, bytes]):  # type: ignore[
 
     def compact(self) -> None:
         """Full compaction now: reclaims the space of deleted and overwritten data."""
-        self._engine.check_writable()
+        self._require_writable()
         self._engine.compact()
 
     reorganize = compact  # dbm.gnu's name
@@ -216,6 +218,7 @@ class Database(_Scan, ScanViews, MutableMapping[bytes, bytes]):  # type: ignore[
         return self._engine.check()
 
     def _check(self) -> None:
+        """Assert the engine's structural invariants (tests and the crash harness call it)."""
         self._engine.check_invariants()
 
     # -- dbm.gnu's key walk
@@ -262,69 +265,6 @@ class Database(_Scan, ScanViews, MutableMapping[bytes, bytes]):  # type: ignore[
 def _after(key: bytes) -> bytes:
     """The smallest key greater than ``key``."""
     return key + b"\x00"
-
-
-class ScanItems(ItemsView[bytes, bytes]):
-    """``items()`` of any mapping with a ``scan()`` (Database, Snapshot, the server's client): one scan, not
-    a lookup per key."""
-
-    _mapping: _Scan  # type: ignore[assignment]
-
-    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
-        return self._mapping.scan()
-
-
-class ScanValues(ValuesView[bytes]):
-    """``values()`` of any mapping with a ``scan()``."""
-
-    _mapping: _Scan  # type: ignore[assignment]
-
-    def __iter__(self) -> Iterator[bytes]:
-        return (v for _, v in self._mapping.scan())
-
-
-class Batch:
-    """Puts and deletes collected in memory and handed, all together, to ``apply`` by `commit` (the engine's
-    atomic write: one log record; or the server client's one Batch call). Leaving a ``with`` block by an
-    exception applies nothing."""
-
-    def __init__(self, apply: Callable[[list[tuple[bytes, Optional[bytes]]]], None]) -> None:
-        self._apply = apply
-        self._ops: list[tuple[bytes, Optional[bytes]]] = []
-        self._done = False
-
-    def put(self, key: Key, value: Key) -> None:
-        self._check()
-        self._ops.append((to_bytes(key), to_bytes(value, "value")))
-
-    def delete(self, key: Key) -> None:
-        """Delete ``key`` when the batch applies; an absent key is not an error."""
-        self._check()
-        self._ops.append((to_bytes(key), None))
-
-    __setitem__ = put
-    __delitem__ = delete
-
-    def __len__(self) -> int:
-        return len(self._ops)
-
-    def _check(self) -> None:
-        if self._done:
-            raise error("batch already applied or discarded")
-
-    def commit(self) -> None:
-        self._check()
-        self._done = True
-        self._apply(self._ops)
-
-    def __enter__(self) -> "Batch":
-        return self
-
-    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self._done = True  # an exception inside the block applies nothing
 
 
 class Snapshot(_Scan, ScanViews, Mapping[bytes, bytes]):  # type: ignore[misc]  # keys() is a list

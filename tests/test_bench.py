@@ -274,3 +274,20 @@ def test_scale_time_limit_measures_what_was_written(tmp_path: Path) -> None:
     result = run_scale(_ctx(tmp_path), baselines.ENGINES["byrondbm"], {"large": 500}, 100, 0.0, lambda r: None)
     assert result["large"]["keys"] == 0 and result["large"]["complete"] is False
 
+
+
+def test_text_report_shows_measurements_and_ratios_not_planning_words() -> None:
+    class Stub:
+        notes: dict[str, str] = {}
+
+    results = {"byrondbm": {"fillrandom": report.RowResult("ok", 1, 100.0),
+                            "fillsync_1t": report.RowResult("ok", 1, 100.0),
+                            "fillsync_8t": report.RowResult("ok", 1, 300.0)},
+               "plyvel": {"fillrandom": report.RowResult("ok", 1, 400.0)}}
+    meta = {"n": 1000, "key_size": 16, "value_size": 100, "repeat": 1, "date": "today"}
+    text = report.render(results, ["fillrandom", "fillsync_1t", "fillsync_8t"], {"byrondbm": Stub(), "plyvel": Stub()},
+                         {}, meta)  # type: ignore[dict-item]
+    assert "0.25×" in text  # byrondbm ÷ plyvel, in the ratio table
+    assert "fillsync_8t ÷ fillsync_1t = 3.00×" in text
+    words = text.split()
+    assert "NO" not in words and "issue" not in text and "target" not in text and "met" not in words

@@ -58,10 +58,12 @@ def run(
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[bytes], *words: str) -> str:
-    """Exit 1 and exactly one line `byrondbm: error: ...` on stderr (no traceback); returns that line."""
+    """Exit 1 and exactly one line `byrondbm: error: ...` on stderr (no traceback, no `[Errno N]`); returns
+    that line."""
     text = result.stderr.decode()
     assert result.returncode == 1, text
     assert text.startswith("byrondbm: error: ") and text.count("\n") == 1, text
+    assert "[Errno" not in text, text  # the message, not the OSError's repr-style prefix
     for word in words:
         assert word in text.lower(), text
     return text
@@ -361,14 +363,42 @@ def test_check_and_repair_a_damaged_table(tmp_path: Path) -> None:
     report = json.loads(run("check", db, "--json", cwd=tmp_path).stdout)
     assert report["ok"] is False and report["problems"]
 
+    assert report["damaged_entries"] > 0 and report["damaged_ranges"]
+    assert f"damaged: {table.name}: ".encode() in damaged.stdout
+
     repaired = run("repair", db, "--json", cwd=tmp_path)
-    assert repaired.returncode == 0, repaired.stderr
-    kept = json.loads(repaired.stdout)["kept_records"]
-    assert 0 < kept <= len(items)
+    assert repaired.returncode == 3, repaired.stderr  # consistent again, but records were lost
+    result = json.loads(repaired.stdout)
+    kept, lost = result["kept_records"], result["lost"]
+    assert 0 < kept < len(items) and result["ok"] and result["changed"]
+    assert lost["records"] == len(items) - kept and lost["records_exact"]  # one version of each key: exact
+    assert [r["source"] for r in lost["ranges"]] == [table.name]
     assert run("check", db, cwd=tmp_path).returncode == 0
     survivors = read_db(db)
     assert len(survivors) == kept
     assert all(items[key] == value for key, value in survivors.items())
+    low, high = bytes.fromhex(lost["ranges"][0]["low"]), bytes.fromhex(lost["ranges"][0]["high"])
+    assert all(low < key <= high for key in set(items) - set(survivors))
+
+    again = run("repair", db, cwd=tmp_path)
+    assert again.returncode == 0
+    assert again.stdout.startswith(f"{db}: no damage found, nothing changed, {kept:,} records kept".encode())
+
+
+def test_repair_text_names_what_was_lost(tmp_path: Path) -> None:
+    items = {f"key{i:05d}".encode(): b"v" * 40 for i in range(3000)}
+    db = make_db(tmp_path / "db", items, block_size=1024)
+    with byrondbm.open(str(db), "w") as handle:
+        handle.compact()
+    _flip_middle_of_largest_table(db)
+    result = run("repair", db, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    gone = sorted(set(items) - set(read_db(db)))
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == f"{db}: repaired, {len(items) - len(gone):,} records kept, {len(gone):,} lost"
+    lost_lines = [line for line in lines if line.startswith("  lost: ")]
+    assert len(lost_lines) == 1 and f"{len(gone):,} entries" in lost_lines[0]
+    assert f"through '{gone[-1].decode()}'" in lost_lines[0]
 
 
 def test_whichdb(tmp_path: Path) -> None:

@@ -1,17 +1,14 @@
-"""Corruption sweep (scripts/corruption_sweep.py), short: every file kind, flips, truncations, zeroed
+"""Corruption sweep (tests/harness/corruption_sweep.py), short: every file kind, flips, truncations, zeroed
 pages, appended garbage and deletions; a damaged database gives correct data or a clean error, `check`
 agrees, and `repair` salvages without inventing values."""
 
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-
-import corruption_sweep  # noqa: E402
+from tests.harness import corruption_sweep
 
 
 @pytest.mark.slow

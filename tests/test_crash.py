@@ -1,17 +1,12 @@
-"""Crash loop (scripts/crash_loop.py), short: SIGKILL a writing child at random moments, reopen, check that
+"""Crash loop (tests/harness/crash_loop.py), short: SIGKILL a writing child at random moments, reopen, check that
 every acknowledged write and delete is there (default and 's' modes) or that the state is an untorn prefix
 ('f' mode), and that the database is fully usable. The long run is documented in the README's Reliability section."""
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-
-import crash_loop  # noqa: E402
+from tests.harness import crash_loop
 
 
 @pytest.mark.slow

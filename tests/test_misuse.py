@@ -1,6 +1,6 @@
 """Misuse and bad input: wrong types for every argument of every public function, use after close, double
 close, reopen while open, a second writer process, 8 threads of mixed calls checked against their own
-models, keys and values of 64 MiB, and hypothesis-fuzzed call sequences (scripts/fuzz_calls.py)."""
+models, keys and values of 64 MiB, and hypothesis-fuzzed call sequences (tests/harness/fuzz_calls.py)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ import pytest
 
 import byrondbm
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-
-import fuzz_calls  # noqa: E402
+from tests.harness import fuzz_calls
 
 WRONG = [None, 1, 2.5, True, [b"a"], (b"a",), {b"a": b"b"}, object()]
 
@@ -101,18 +99,47 @@ def test_use_after_close(db) -> None:
             call()
 
 
-def test_read_only_refuses_writes(tmp_path, db) -> None:
-    db.close()
-    with byrondbm.open(db._engine.directory, "r") as ro:
-        for call in [lambda: ro.__setitem__(b"a", b"b"), lambda: ro.__delitem__(b"a"), lambda: ro.batch(),
-                     lambda: ro.compact(), lambda: ro.clear()]:
-            with pytest.raises(byrondbm.error):
-                call()
-        assert ro[b"a"] == b"1"
+READ_ONLY_WRITES: dict[str, Callable[[Any, Any], Any]] = {
+    "__setitem__": lambda ro, k: ro.__setitem__(k, b"v"),
+    "__delitem__": lambda ro, k: ro.__delitem__(k),
+    "pop": lambda ro, k: ro.pop(k),
+    "pop with a default": lambda ro, k: ro.pop(k, b"default"),
+    "popitem": lambda ro, k: ro.popitem(),
+    "update": lambda ro, k: ro.update({k: b"v"}),
+    "update with keywords": lambda ro, k: ro.update(x=b"v"),
+    "clear": lambda ro, k: ro.clear(),
+    "batch": lambda ro, k: ro.batch(),
+    "compact": lambda ro, k: ro.compact(),
+    "reorganize": lambda ro, k: ro.reorganize(),
+}
 
 
-def test_reopen_while_open_is_refused(db) -> None:
-    path = db._engine.directory
+@pytest.mark.parametrize("call", READ_ONLY_WRITES.values(), ids=READ_ONLY_WRITES.keys())
+@pytest.mark.parametrize("key", [b"a", b"absent", None], ids=["present key", "absent key", "key of a wrong type"])
+def test_read_only_refuses_every_write_before_looking_at_the_key(tmp_path, call, key) -> None:
+    """As dbm.gnu: byrondbm.error, never KeyError or TypeError, and nothing changes."""
+    path = str(tmp_path / "db")
+    with byrondbm.open(path, "c") as db:
+        db[b"a"] = b"1"
+    with byrondbm.open(path, "r") as ro:
+        with pytest.raises(byrondbm.error, match="read-only"):
+            call(ro, key)
+        assert dict(ro.items()) == {b"a": b"1"}
+
+
+def test_read_only_setdefault_reads_a_present_key_and_refuses_to_add_one(tmp_path) -> None:
+    path = str(tmp_path / "db")
+    with byrondbm.open(path, "c") as db:
+        db[b"a"] = b"1"
+    with byrondbm.open(path, "r") as ro:
+        assert ro.setdefault(b"a", b"2") == b"1"
+        with pytest.raises(byrondbm.error, match="read-only"):
+            ro.setdefault(b"absent", b"2")
+        assert b"absent" not in ro
+
+
+def test_reopen_while_open_is_refused(db, tmp_path) -> None:
+    path = str(tmp_path / "db")
     for flag in ("w", "c", "n", "cu"):
         with pytest.raises(byrondbm.error, match="locked"):
             byrondbm.open(path, flag)
@@ -121,7 +148,7 @@ def test_reopen_while_open_is_refused(db) -> None:
         assert reader[b"a"] == second[b"a"] == b"1"
 
 
-def test_second_writer_process_is_refused(db) -> None:
+def test_second_writer_process_is_refused(db, tmp_path) -> None:
     code = (
         "import byrondbm, sys\n"
         "try:\n"
@@ -130,7 +157,7 @@ def test_second_writer_process_is_refused(db) -> None:
         "    print('refused', 'locked' in str(e))\n"
     )
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(byrondbm.__file__)))}
-    out = subprocess.run([sys.executable, "-c", code, db._engine.directory, "w"], capture_output=True,
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "db"), "w"], capture_output=True,
                          text=True, env=env, timeout=60)
     assert out.stdout.strip() == "refused True", out.stderr
 

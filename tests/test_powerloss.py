@@ -1,4 +1,4 @@
-"""Power-loss emulation (scripts/powerloss.py), short: record the file-system calls of an 's'-mode run,
+"""Power-loss emulation (tests/harness/powerloss.py), short: record the file-system calls of an 's'-mode run,
 build the directories power cuts at random points would leave (unsynced data dropped, torn or zeroed,
 unsynced directory entries lost or kept), and check every acknowledged write is in each."""
 
@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
-
-import powerloss  # noqa: E402
+from tests.harness import powerloss
 
 
 @pytest.mark.slow

@@ -77,17 +77,86 @@ def test_check_healthy(db_path: str) -> None:
     assert report["tables"] >= 3 and report["entries"] > 0 and report["log_records"] > 0
 
 
-def test_repair_of_a_healthy_database_keeps_everything(db_path: str) -> None:
+def _listing(path: str) -> dict[str, tuple[int, int]]:
+    """Every file under ``path``: (size, mtime in ns)."""
+    found = {}
+    for root, _, names in os.walk(path):
+        for name in names:
+            st = os.stat(os.path.join(root, name))
+            found[os.path.relpath(os.path.join(root, name), path)] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def test_repair_of_a_healthy_database_changes_nothing(db_path: str) -> None:
     model = _build(db_path)
-    report = byrondbm.repair(db_path)
-    assert report["ok"] and report["kept_records"] == len(model)
-    assert report["lost"]["table_blocks"] == report["lost"]["log_records"] == 0
-    assert _contents(db_path) == model
     assert byrondbm.check(db_path)["ok"]
-    assert byrondbm.repair(db_path)["kept_records"] == len(model)  # idempotent
-    with byrondbm.open(db_path, "w") as db:
-        db[b"new"] = b"1"
-        assert len(db) == len(model) + 1
+    before = _listing(db_path)
+    for _ in range(2):
+        report = byrondbm.repair(db_path)
+        assert report["ok"] and not report["changed"] and report["kept_records"] == len(model)
+        assert report["lost"]["records"] == 0 and report["lost"]["ranges"] == [] and report["moved_to_lost"] == []
+        assert _listing(db_path) == before  # names, sizes and mtimes: not one file written, moved or touched
+    assert _contents(db_path) == model
+
+
+def _compacted(path: str, n: int) -> dict[bytes, bytes]:
+    """One version of each of ``n`` keys, in the bottom level (one entry a record, as after a bulk load)."""
+    model = {b"key%08d" % i: b"v%d" % i * 5 for i in range(n)}
+    with byrondbm.open(path, "c", block_size=1024) as db:
+        db.update(model)
+        db.compact()
+    return model
+
+
+def test_repair_reports_exactly_the_records_and_key_range_a_flipped_byte_cost(db_path: str) -> None:
+    model = _compacted(db_path, 6000)
+    table = os.path.join(db_path, _files(db_path, ".sst")[0])
+    blocks = _data_blocks(table)
+    b = len(blocks) // 2
+    offset, size = blocks[b]
+    _flip(table, offset + size // 2)
+
+    check = byrondbm.check(db_path)
+    (damaged,) = check["damaged_ranges"]
+    assert not check["ok"] and check["damaged_entries_exact"]
+    assert check["entries"] + check["damaged_entries"] == len(model)  # readable counted, not only blocks before
+
+    report = byrondbm.repair(db_path)
+    assert report["ok"] and report["changed"]
+    repaired = _contents(db_path)
+    gone = sorted(set(model) - set(repaired))
+    lost = report["lost"]
+    assert lost["records"] == len(gone) == check["damaged_entries"] > 0 and lost["records_exact"]
+    (rng,) = lost["ranges"]
+    assert rng == damaged and rng["exact"] and rng["entries"] == len(gone)
+    assert rng["source"] == os.path.basename(table) and not rng["low_inclusive"]
+    low, high = bytes.fromhex(rng["low"]), bytes.fromhex(rng["high"])
+    assert all(low < k <= high for k in gone)  # the block's bounds, from the index
+    assert high == gone[-1] and sorted(model).index(low) == sorted(model).index(gone[0]) - 1
+
+
+def test_lost_records_of_a_table_whose_index_is_gone_are_an_estimate_or_exact_from_the_manifest(db_path: str) -> None:
+    model = _compacted(db_path, 3000)
+    table = os.path.join(db_path, _files(db_path, ".sst")[0])
+    offset, size = _data_blocks(table)[3]
+    _flip(table, offset + size // 2)  # the walk stops here
+    _flip(table, os.path.getsize(table) - 10)  # and the footer is gone
+    report = byrondbm.repair(db_path)
+    gone = len(model) - len(_contents(db_path))
+    (rng,) = report["lost"]["ranges"]
+    assert report["lost"]["records"] == gone > 0 and rng["exact"]  # the manifest recorded the table's entries
+    assert rng["high"] == max(model).hex() and not rng["low_inclusive"]
+
+
+def test_lost_log_records_are_an_estimate_marked_as_one(db_path: str) -> None:
+    with byrondbm.open(db_path, "c") as db:
+        for i in range(30):
+            db[b"k%02d" % i] = b"v%02d" % i
+    log = os.path.join(db_path, _files(db_path, ".log")[0])
+    _flip(log, os.path.getsize(log) // 30 * 10 + 12)
+    lost = byrondbm.repair(db_path)["lost"]
+    assert lost["records"] >= 1 and not lost["records_exact"]
+    assert lost["ranges"][0]["low"] is None and lost["ranges"][0]["high"] is None  # keys unknown
 
 
 def test_damaged_table_block(db_path: str) -> None:
@@ -102,6 +171,7 @@ def test_damaged_table_block(db_path: str) -> None:
     assert not report["ok"] and any(table in p for p in report["problems"])
     report = byrondbm.repair(db_path)
     assert report["ok"] and report["lost"]["table_blocks"] == 1
+    assert report["lost"]["records"] > 0 and len(report["lost"]["ranges"]) == 1
     repaired = _contents(db_path)
     assert 0 < len(repaired) < len(model) + 50
     assert sum(repaired.get(k) == v for k, v in model.items()) >= len(model) - 40  # only that block's keys
@@ -135,9 +205,12 @@ def test_table_with_damaged_footer_is_walked(db_path: str) -> None:
     for name in tables:
         path = os.path.join(db_path, name)
         _flip(path, os.path.getsize(path) - 10)  # every footer
+    check = byrondbm.check(db_path)  # the database no longer opens, yet check counts what the walks read
+    assert not check["ok"] and check["entries"] >= len(model) and check["damaged_entries"] == 0
     report = byrondbm.repair(db_path)
     assert report["ok"]
     assert report["lost"]["tables_unreadable"] == len(tables)  # each noted, yet its blocks were walked
+    assert report["lost"]["records"] == 0  # each walk reached the end of the table's data
     assert _contents(db_path) == model
 
 

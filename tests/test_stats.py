@@ -26,8 +26,7 @@ def db(tmp_path: Path):  # noqa: ANN201
         yield d
 
 
-def _sst_bytes(db: byrondbm.Database) -> int:
-    d = db._engine.directory
+def _sst_bytes(d: Path) -> int:
     return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f.endswith(".sst"))
 
 
@@ -42,7 +41,7 @@ def test_fresh_database(db: byrondbm.Database) -> None:
     assert s["write_amplification"] == 0.0
 
 
-def test_counts_follow_the_work(db: byrondbm.Database) -> None:
+def test_counts_follow_the_work(db: byrondbm.Database, tmp_path: Path) -> None:
     user = 0
     for i in range(3000):
         k, v = b"k%05d" % i, b"v" * (i % 50)
@@ -60,8 +59,8 @@ def test_counts_follow_the_work(db: byrondbm.Database) -> None:
     assert s["memtable_bytes"] > 0
     assert s["engine_bytes_written"] > s["user_bytes_written"]
     assert s["write_amplification"] == round(s["engine_bytes_written"] / s["user_bytes_written"], 3)
-    assert s["table_bytes"] == sum(lv["bytes"] for lv in s["levels"]) == _sst_bytes(db)
-    assert sum(lv["files"] for lv in s["levels"]) == sum(f.endswith(".sst") for f in os.listdir(db._engine.directory))
+    assert s["table_bytes"] == sum(lv["bytes"] for lv in s["levels"]) == _sst_bytes(tmp_path / "db")
+    assert sum(lv["files"] for lv in s["levels"]) == sum(f.endswith(".sst") for f in os.listdir(tmp_path / "db"))
     assert sum(lv["keys"] for lv in s["levels"]) >= 2000
 
     db.compact()
@@ -70,7 +69,7 @@ def test_counts_follow_the_work(db: byrondbm.Database) -> None:
     assert after["memtable_bytes"] == 0 and after["immutable_memtables"] == 0
     assert after["levels"][0]["files"] == 0
     assert sum(lv["keys"] for lv in after["levels"]) == 2000  # one version per live key, no tombstones left
-    assert after["table_bytes"] == _sst_bytes(db)
+    assert after["table_bytes"] == _sst_bytes(tmp_path / "db")
     assert after["engine_bytes_written"] > s["engine_bytes_written"]  # compaction rewrote the tables
     assert after["user_bytes_written"] == user
 

@@ -38,6 +38,7 @@ from ..errors import CorruptionError, error
 from . import filenames
 from .fileio import read_file, sync_dir, sync_fd, write_all, write_synced
 from .framing import frame, read_records
+from .sstable import TableProperties
 
 EDIT = 1
 _CURRENT_LIMIT = 256  # CURRENT holds one short name; more is damage
@@ -55,6 +56,12 @@ class FileMeta:
     max_seq: int
     entries: int
     deletions: int
+
+    @classmethod
+    def of(cls, number: int, p: TableProperties) -> "FileMeta":
+        """What the manifest records of table ``number`` with properties ``p``."""
+        return cls(number, p.file_size, p.smallest_key, p.largest_key, p.min_seq, p.max_seq,
+                   p.num_entries, p.num_deletions)
 
     def encode(self, level: int) -> list[Any]:
         """The ``add`` item of an edit (keys as bytes; `encode_edit` moves them to the key area)."""

@@ -1,14 +1,14 @@
 """`check` and `repair`: verify a database offline, and salvage what is readable from a damaged one.
 
-Repair works as LevelDB's ``RepairDB`` does, in the database directory itself, holding its exclusive lock:
+Repair first runs `check_database`: a database that passes it is left exactly as it is. Otherwise repair works
+as LevelDB's ``RepairDB`` does, in the database directory itself, holding its exclusive lock:
 
 1. Choose the sources. If CURRENT and its manifest are readable, the tables it lists and the logs it
    lists; otherwise every ``*.sst`` and ``*.log`` file found (then a key deleted long ago may reappear from
    an obsolete table that had not been removed yet: the report says so).
 2. Salvage. Every log record whose CRC holds, wherever it is in the file (`framing.iter_valid` skips
-   damage); every table data block whose CRC holds, located through the table's index when the footer and
-   index are readable, else by walking the blocks from the start of the file; every large value whose chunk
-   run verifies.
+   damage); every table data block whose CRC holds and every large value whose chunk run verifies
+   (`verify.TableBlocks`, which also says what each lost block held: its key range and entry count).
 3. Merge: for each key, the entry with the highest sequence number wins; deleted keys stay deleted.
 4. Write the winners as new tables (numbered above every file present, so nothing is overwritten) and a
    new manifest that lists only them. Pointing CURRENT at that manifest is the commit point: a crash before
@@ -23,23 +23,20 @@ from __future__ import annotations
 import errno
 import heapq
 import os
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Optional
 
 from ..errors import CorruptionError, error
 from ..options import Options
 from . import filenames, framing
+from .builder import build_tables
 from .directory import DirLock
 from .engine import Engine
 from .fileio import read_file, sync_dir
 from .manifest import FileMeta, ManifestState, ManifestWriter, load as load_manifest
 from .records import Entry
-from .sstable import TableWriter
-from .sstable.block import LargeValue, decode_block, decode_index
-from .sstable.codec import DATA_BLOCK_TYPES, read_data_block
-from .sstable.format import (BLOCK_CHUNK, BLOCK_INDEX, CHUNK_SIZE, FOOTER_SIZE, TRAILER_SIZE,
-                             decode_footer, read_block, read_exact, run_size, verify_trailer)
+from .sstable import BlockCache, TableReader
+from .verify import LostRange, TableBlocks, estimate, missing_table
 from .version import MAX_LEVELS
 from .wal import decode_record
 
@@ -50,24 +47,43 @@ _MAX_LISTED = 100  # keys and problems listed by name in a report; the counts ar
 def check_database(directory: str) -> dict[str, Any]:
     """Open read-only and verify every file: the manifest, every log record, every block of every table.
 
-    Damage never raises: the report has ``ok: False`` and says what is wrong in ``problems``. A missing or
-    locked database raises `byrondbm.error`, as `open` does. A torn record at the end of a log (a write cut
-    off by a crash) is normal and is reported under ``torn_log_bytes``, not as a problem.
+    Damage never raises: the report has ``ok: False`` and says what is wrong in ``problems``. ``entries``
+    counts the table entries that are readable; ``damaged_entries`` those the damaged blocks held (exact
+    when ``damaged_entries_exact``, else estimated from their size) and ``damaged_ranges`` their key ranges
+    (`LostRange.as_json`); ``live_keys`` the number of keys when the tables are intact (else None). A missing
+    database raises `byrondbm.error`, as `open` does; a writer may have it open meanwhile. A torn record at the end of a log (a write cut
+    off by a crash) is normal: ``torn_log_bytes``, not a problem. A database that does not open (a damaged
+    footer, a missing table) still has each table the manifest lists counted.
+    Cost: every block of every table and every log read once (a healthy table in one `TableReader.check`).
     """
     _require_directory(directory)
-    report: dict[str, Any] = {"ok": False, "problems": [], "tables": 0, "entries": 0, "logs": 0,
-                              "log_records": 0, "torn_log_bytes": 0}
+    report: dict[str, Any] = {"ok": False, "problems": [], "tables": 0, "entries": 0, "damaged_entries": 0,
+                              "damaged_entries_exact": True, "damaged_ranges": [], "live_keys": None,
+                              "logs": 0, "log_records": 0, "torn_log_bytes": 0}
     problems: list[str] = report["problems"]
+    engine: Optional[Engine] = None
     try:
         engine = Engine(directory, Options(), read_only=True)
-    except CorruptionError as e:
+    except CorruptionError as e:  # still count what each table the manifest lists holds
         problems.append(str(e))
-        return report
+    lost: list[LostRange] = []
     try:
-        tables = engine.check()
-        report["tables"], report["entries"] = tables["tables"], tables["entries"]
-        problems += tables["problems"]
         state, _ = load_manifest(directory)
+        metas = {n: m for files in state.levels.values() for n, m in files.items()}
+        report["tables"] = len(metas)
+        readable = bytes_read = 0
+        for number, meta in sorted(metas.items()):
+            count, size = _check_table(filenames.path(directory, filenames.table_name(number)), number, meta,
+                                       problems, lost)
+            readable += count
+            bytes_read += size
+        estimate(lost, readable, bytes_read)
+        report["entries"] = readable
+        report["damaged_entries"] = sum(r.entries for r in lost)
+        report["damaged_entries_exact"] = all(r.exact for r in lost)
+        report["damaged_ranges"] = [r.as_json() for r in lost[:_MAX_LISTED]]
+        if engine is not None and not problems:  # the count the engine keeps is only true of an intact database
+            report["live_keys"] = engine.count()
         for number in state.logs:
             path = filenames.path(directory, filenames.log_name(number))
             data = read_file(path)
@@ -76,22 +92,59 @@ def check_database(directory: str) -> dict[str, Any]:
             report["log_records"] += len(records)
             report["torn_log_bytes"] += len(data) - valid_end
     except CorruptionError as e:
-        problems.append(str(e))
+        if str(e) not in problems:  # a manifest or log the engine already failed on
+            problems.append(str(e))
+    except OSError as e:  # a log the manifest lists is missing or unreadable
+        problems.append(f"cannot read log ({e.strerror}): {e.filename}")
     except Exception as e:  # a reader bug must not hide the rest of the report
         problems.append(f"internal error while checking: {type(e).__name__}: {e}")
     finally:
-        engine.close()
+        if engine is not None:
+            engine.close()
     report["ok"] = not problems
     return report
+
+
+_CHECK_CACHE_BYTES = 1 << 20  # check bypasses the cache; this only satisfies the reader's constructor
+
+
+def _check_table(path: str, number: int, meta: FileMeta, problems: list[str], lost: list[LostRange]) -> tuple[int, int]:
+    """Verify one table; ``(entries readable, bytes of the file)``. A table that fails `TableReader.check`
+    is read again block by block, to count what is readable and say what the damaged blocks held."""
+    try:
+        reader = TableReader(path, number, BlockCache(_CHECK_CACHE_BYTES))
+        try:
+            return reader.check(), meta.file_size
+        finally:
+            reader.close()
+    except CorruptionError as e:
+        failure = str(e)
+    if not os.path.exists(path):
+        problems.append(failure)
+        lost.append(missing_table(os.path.basename(path), meta))
+        return 0, 0
+    blocks = TableBlocks(path, meta)
+    for _ in blocks.entries():
+        pass
+    problems += blocks.problems or [failure]
+    lost += blocks.losses()
+    return blocks.read - len(blocks.lost_values), blocks.bytes_read
 
 
 def repair_database(directory: str, options: Optional[Options] = None) -> dict[str, Any]:
     """Salvage every readable record of the database in ``directory`` into a consistent database there.
 
-    Returns a report: ``ok`` (the repaired database passes `check_database`), ``problems`` (the damage
-    found), ``kept_records`` (live keys in the repaired database), ``lost`` (counts of what could not be
-    salvaged, and up to 100 keys whose newest version was lost), ``moved_to_lost`` (file names).
-    Raises `byrondbm.error` if the directory is missing or the database is open elsewhere.
+    A database that passes `check_database` is left exactly as it is (no file written, moved or touched):
+    the report says ``changed: False``.
+
+    Returns a report: ``ok`` (the database passes `check_database` now), ``changed``, ``problems`` (the damage
+    found), ``kept_records`` (live keys in the repaired database), ``lost`` and ``moved_to_lost`` (file
+    names). ``lost`` says what could not be salvaged: ``records`` (table entries and log operations;
+    ``records_exact`` False when part of it is estimated from the damaged bytes), ``ranges`` (the key range
+    of every lost block, file or large value, `LostRange.as_json`, up to 100), ``keys`` (up to 100 keys whose
+    large value was lost, hex), and counts of damaged log bytes, table blocks, large values, unreadable
+    tables and missing files. Raises `byrondbm.error` if the directory is missing or the database is open
+    elsewhere. Cost: a check of every file; when damaged, a rewrite of every record.
     """
     _require_directory(directory)
     names = os.listdir(directory)
@@ -99,8 +152,12 @@ def repair_database(directory: str, options: Optional[Options] = None) -> dict[s
         raise error(errno.ENOENT, "no byrondbm database here (no CURRENT, manifest, log or table)", directory)
     options = options or Options()
     mode = _file_mode(directory)
-    lock = DirLock(directory, mode=mode)
+    lock = DirLock(directory, mode=mode)  # the writer's lock: no writer may start while we decide
     try:
+        before = check_database(directory)  # a reader: takes no lock
+        if before["ok"]:
+            return {"ok": True, "changed": False, "problems": [], "kept_records": before["live_keys"],
+                    "lost": _Salvage(directory).lost_report(), "moved_to_lost": []}
         salvage = _Salvage(directory)
         salvage.choose_sources()
         kept, metas, max_seq, next_number = salvage.write_tables(options, mode)
@@ -112,6 +169,7 @@ def repair_database(directory: str, options: Optional[Options] = None) -> dict[s
         moved = _move_to_lost(directory, used)
         report: dict[str, Any] = {
             "ok": False,
+            "changed": True,
             "problems": salvage.problems[:_MAX_LISTED],
             "kept_records": kept,
             "salvaged_entries": salvage.entries,
@@ -158,9 +216,12 @@ class _Salvage:
         self.problems: list[str] = []
         self.tables: list[int] = []
         self.logs: list[int] = []
+        self.metas: dict[int, FileMeta] = {}  # what the manifest says of each table, when it is readable
         self.entries = 0
-        self.counts = {"log_records": 0, "log_bytes": 0, "table_blocks": 0, "tables_unreadable": 0,
-                       "large_values": 0, "files_missing": 0}
+        self.counts = {"log_records": 0, "log_bytes": 0, "torn_log_bytes": 0, "table_blocks": 0,
+                       "tables_unreadable": 0, "large_values": 0, "files_missing": 0}
+        self.lost: list[LostRange] = []
+        self.readers: list[TableBlocks] = []
         self.lost_keys: list[bytes] = []
         self.highest_number = 0
 
@@ -180,13 +241,16 @@ class _Salvage:
             self.tables, self.logs = sorted(on_disk["sst"]), sorted(on_disk["log"])
             return
         self.highest_number = max(self.highest_number, state.next_file)
-        self.tables = sorted(n for files in state.levels.values() for n in files)
+        self.metas = {n: m for files in state.levels.values() for n, m in files.items()}
+        self.tables = sorted(self.metas)
         self.logs = list(state.logs)
         for kind, numbers in (("sst", self.tables), ("log", self.logs)):
             for n in numbers:
                 if n not in on_disk[kind]:
                     self.counts["files_missing"] += 1
                     self.problems.append(f"{kind} file {n:06d} listed in the manifest is missing")
+                    if kind == "sst":
+                        self.lost.append(missing_table(filenames.table_name(n), self.metas[n]))
 
     def _sources(self) -> list[Iterator[Entry]]:
         sources: list[Iterator[Entry]] = []
@@ -197,91 +261,99 @@ class _Salvage:
         for n in self.tables:
             path = filenames.path(self.directory, filenames.table_name(n))
             if os.path.exists(path):
-                sources.append(salvage_table(path, self._table_loss))
+                table = TableBlocks(path, self.metas.get(n))
+                self.readers.append(table)
+                sources.append(table.entries())
         return sources
 
     def _log_entries(self, path: str) -> list[Entry]:
+        """Every operation of every record that verifies. Bytes skipped between valid records are damage
+        (their operations counted at the log's mean bytes per operation, an estimate); bytes after the
+        last valid record are a write torn by a crash, never acknowledged, so not a loss."""
         try:
             data = read_file(path)
         except OSError as e:
             self.problems.append(f"cannot read log ({e.strerror}): {path}")
             return []
         entries: list[Entry] = []
-        covered = 0
-        for _, rtype, payload in framing.iter_valid(data, path):
-            covered += framing.HEADER_SIZE + len(payload)
+        damaged = end = 0
+        for pos, rtype, payload in framing.iter_valid(data, path):
+            damaged += pos - end
+            end = pos + framing.HEADER_SIZE + len(payload)
             try:
                 first_seq, ops = decode_record(rtype, payload, path)
             except CorruptionError as e:
                 self.counts["log_records"] += 1
                 self.problems.append(str(e))
+                damaged += end - pos
                 continue
             entries += [(key, -(first_seq + i), value) for i, (key, value) in enumerate(ops)]
-        skipped = len(data) - covered
-        if skipped:
-            self.counts["log_bytes"] += skipped
-            self.problems.append(f"{skipped} bytes of damaged or torn records skipped: {path}")
+        torn = len(data) - end
+        self.counts["torn_log_bytes"] += torn
+        if damaged:
+            self.counts["log_bytes"] += damaged
+            self.problems.append(f"{damaged} bytes of damaged log records skipped: {path}")
+            per_op = (end - damaged) / len(entries) if entries else 0
+            self.lost.append(LostRange(os.path.basename(path), None, True, None,
+                                       max(1, round(damaged / per_op)) if per_op else 0, False, damaged))
         return entries
 
-    def _table_loss(self, kind: str, problem: str, key: Optional[bytes]) -> None:
-        """Called by `salvage_table` for each block, large value or whole table it cannot read."""
-        self.counts[kind] += 1
-        self.problems.append(problem)
-        if key is not None and len(self.lost_keys) < _MAX_LISTED:
-            self.lost_keys.append(key)
-
     def write_tables(self, options: Options, mode: int) -> tuple[int, list[FileMeta], int, int]:
-        """Merge every source, newest version of each key first, and write the live keys as tables.
+        """Merge every source, newest version of each key first, and write the live keys as tables (through
+        the engine's table builder, cut near ``target_file_size``).
 
         Returns ``(live keys, metas of the tables, highest sequence seen, first unused file number)``.
         """
-        number = self.highest_number
-        metas: list[FileMeta] = []
-        kept = max_seq = 0
-        writer: Optional[TableWriter] = None
-        tmp = ""
-        previous: Optional[bytes] = None
-        try:
+        seen = {"kept": 0, "max_seq": 0}
+
+        def live() -> Iterator[Entry]:
+            previous: Optional[bytes] = None
             for key, negseq, value in heapq.merge(*self._sources(), key=_order):
                 self.entries += 1
-                max_seq = max(max_seq, -negseq)
+                seen["max_seq"] = max(seen["max_seq"], -negseq)
                 if key == previous:
                     continue  # an older version of a key already decided
                 previous = key
                 if value is None:
                     continue  # deleted: every older version is in the merge, so the tombstone can go
-                if writer is None:
-                    number += 1
-                    tmp = filenames.path(self.directory, filenames.temp_name(filenames.table_name(number)))
-                    writer = TableWriter(tmp, options, mode)
-                writer.add(key, negseq, value)
-                kept += 1
-                if writer.file_size >= options.target_file_size:
-                    metas.append(_finish(writer, tmp, number))
-                    writer = None
-            if writer is not None:
-                metas.append(_finish(writer, tmp, number))
-                writer = None
-        finally:
-            if writer is not None:
-                writer.abandon()
+                seen["kept"] += 1
+                yield key, negseq, value
+
+        first = self.highest_number + 1
+
+        def table_path(k: int, final: bool = False) -> str:
+            name = filenames.table_name(first + k)
+            return filenames.path(self.directory, name if final else filenames.temp_name(name))
+
+        outputs = build_tables(live(), options, mode, table_path, split=True)
+        metas = []
+        for k, (temp, props) in enumerate(outputs):
+            os.replace(temp, table_path(k, final=True))
+            metas.append(FileMeta.of(first + k, props))
         sync_dir(self.directory)
-        return kept, metas, max_seq, number + 1
+        self._fold_tables()
+        return seen["kept"], metas, seen["max_seq"], first + len(outputs)
+
+    def _fold_tables(self) -> None:
+        """Add what each table's reader lost to the totals, once every source has been read."""
+        for table in self.readers:
+            self.problems += table.problems
+            for kind, n in table.counts.items():
+                self.counts[kind] += n
+            self.lost += table.losses()
+            self.lost_keys += table.lost_values
+        estimate(self.lost, sum(t.read for t in self.readers), sum(t.bytes_read for t in self.readers))
+        self.readers = []
 
     def lost_report(self) -> dict[str, Any]:
-        return {**self.counts, "keys": [k.hex() for k in self.lost_keys]}
+        """The report's ``lost``: see `repair_database`."""
+        return {"records": sum(r.entries for r in self.lost), "records_exact": all(r.exact for r in self.lost),
+                "ranges": [r.as_json() for r in self.lost[:_MAX_LISTED]],
+                "keys": [k.hex() for k in self.lost_keys[:_MAX_LISTED]], **self.counts}
 
 
 def _order(entry: Entry) -> tuple[bytes, int]:
     return entry[0], entry[1]
-
-
-def _finish(writer: TableWriter, tmp: str, number: int) -> FileMeta:
-    p = writer.finish()
-    final = filenames.path(os.path.dirname(tmp), filenames.table_name(number))
-    os.replace(tmp, final)
-    return FileMeta(number, p.file_size, p.smallest_key, p.largest_key, p.min_seq, p.max_seq,
-                    p.num_entries, p.num_deletions)
 
 
 def _move_to_lost(directory: str, used: set[str]) -> list[str]:
@@ -309,125 +381,4 @@ def _move_to_lost(directory: str, used: set[str]) -> list[str]:
     return moved
 
 
-# ---------------------------------------------------------------- table salvage
-
-_WALK_WINDOW = 4 * 1024 * 1024 + CHUNK_SIZE  # the longest block the walk looks for
-LossCallback = Callable[[str, str, Optional[bytes]], None]
-
-
-def salvage_table(path: str, loss: LossCallback) -> Iterator[Entry]:
-    """Every entry of the table at ``path`` that verifies, in entry order; ``loss(kind, problem, key)`` is
-    called for each data block (``"table_blocks"``), large value (``"large_values"``) or whole table
-    (``"tables_unreadable"``) that does not. Blocks are found through the index when the footer and index
-    verify, else by walking the file from its start, block after block, until a block fails."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as e:
-        loss("tables_unreadable", f"cannot open table ({e.strerror}): {path}", None)
-        return
-    try:
-        size = os.fstat(fd).st_size
-        handles = _indexed_blocks(fd, size, path)
-        if handles is None:
-            handles = _walk_blocks(read_exact(fd, size, 0, path), path)
-            loss("tables_unreadable", f"table footer or index damaged, {len(handles)} blocks found by walking: {path}", None)
-        previous: Optional[tuple[bytes, int]] = None
-        for offset, block_size in handles:
-            try:
-                entries = _data_block(fd, offset, block_size, size, path)
-                if previous is not None and entries[0][:2] <= previous:
-                    raise CorruptionError("block out of order with the previous one", path)
-            except CorruptionError as e:
-                loss("table_blocks", f"data block at offset {offset} lost ({e})", None)
-                continue
-            previous = entries[-1][:2]
-            for key, negseq, value in entries:
-                if value.__class__ is LargeValue:
-                    try:
-                        value = _large_value(fd, value, size, path)  # type: ignore[arg-type]
-                    except CorruptionError as e:
-                        loss("large_values", f"large value lost ({e})", key)
-                        continue
-                yield key, negseq, value  # type: ignore[misc]
-    finally:
-        os.close(fd)
-
-
-def _indexed_blocks(fd: int, size: int, path: str) -> Optional[list[tuple[int, int]]]:
-    """``(offset, size)`` of every data block, from the index; None if the footer or index fail."""
-    try:
-        if size < FOOTER_SIZE:
-            raise CorruptionError("table shorter than its footer", path)
-        footer = decode_footer(read_exact(fd, FOOTER_SIZE, size - FOOTER_SIZE, path), size, path)
-        h = footer.index
-        _, offsets, sizes = decode_index(read_block(fd, h.offset, h.size, BLOCK_INDEX, path), h.size, path)
-    except CorruptionError:
-        return None
-    return list(zip(offsets, sizes))
-
-
-def _data_block(fd: int, offset: int, block_size: int, size: int, path: str) -> list:
-    if offset + block_size + TRAILER_SIZE > size:
-        raise CorruptionError("block runs past the end of the file", path)
-    raw = read_data_block(fd, offset, block_size, path)
-    entries = decode_block(raw, len(raw) - TRAILER_SIZE, path)[0]
-    if any(a[:2] >= b[:2] for a, b in zip(entries, entries[1:])):
-        raise CorruptionError("entries out of order", path)
-    return entries
-
-
-def _large_value(fd: int, ref: LargeValue, size: int, path: str) -> bytes:
-    total = run_size(ref.length)
-    if ref.offset + total > size:
-        raise CorruptionError("large value runs past the end of the file", path)
-    raw = read_exact(fd, total, ref.offset, path)
-    parts = []
-    pos = 0
-    for start in range(0, ref.length, CHUNK_SIZE):
-        n = min(CHUNK_SIZE, ref.length - start)
-        verify_trailer(raw, pos, n, BLOCK_CHUNK, path)
-        parts.append(raw[pos : pos + n])
-        pos += n + TRAILER_SIZE
-    return b"".join(parts)
-
-
-def _walk_blocks(data: bytes, path: str) -> list[tuple[int, int]]:
-    """Data blocks found by walking the file from offset 0: each block ends where a type byte is followed
-    by the CRC of everything since the previous block. Stops at the first place no block ends."""
-    handles: list[tuple[int, int]] = []
-    pos = 0
-    while True:
-        found = _block_end(data, pos)
-        if found is None:
-            return handles
-        end, block_type = found
-        if block_type in DATA_BLOCK_TYPES:
-            handles.append((pos, end - pos))
-        pos = end + TRAILER_SIZE
-
-
-def _block_end(data: bytes, pos: int) -> Optional[tuple[int, int]]:
-    """``(end of contents, type)`` of the block starting at ``pos``, or None. Tries a whole chunk first
-    (large-value runs are made of them), then every length, extending the CRC one byte at a time."""
-    view = memoryview(data)
-    limit = min(len(data) - TRAILER_SIZE, pos + _WALK_WINDOW)
-    candidates = [pos + CHUNK_SIZE] if pos + CHUNK_SIZE <= limit else []
-    for end in candidates:
-        if _trailer_ok(view, pos, end, zlib.crc32(view[pos:end])):
-            return end, data[end]
-    crc = 0
-    for end in range(pos, limit + 1):
-        if _trailer_ok(view, pos, end, crc):
-            return end, data[end]
-        crc = zlib.crc32(view[end : end + 1], crc)
-    return None
-
-
-def _trailer_ok(view: memoryview, pos: int, end: int, crc_of_contents: int) -> bool:
-    block_type = view[end]
-    if block_type not in DATA_BLOCK_TYPES and block_type != BLOCK_CHUNK:
-        return False
-    return zlib.crc32(view[end : end + 1], crc_of_contents) == int.from_bytes(view[end + 1 : end + 5], "little")
-
-
-__all__ = ["check_database", "repair_database", "salvage_table", "LOST_DIR"]
+__all__ = ["check_database", "repair_database", "LOST_DIR"]

@@ -45,9 +45,7 @@ def open_table(directory: str, number: int, cache: BlockCache, expected_size: Op
 
 def meta_of(t: TableReader) -> FileMeta:
     """What the manifest records of table ``t``."""
-    p = t.properties
-    return FileMeta(t.number, p.file_size, p.smallest_key, p.largest_key, p.min_seq, p.max_seq,
-                    p.num_entries, p.num_deletions)
+    return FileMeta.of(t.number, t.properties)
 
 
 class VersionSet:

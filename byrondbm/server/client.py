@@ -31,7 +31,7 @@ from typing import Any, Optional
 import grpc
 from typing_extensions import Self
 
-from byrondbm.database import Batch, Key, ScanViews, to_bytes
+from byrondbm.mapping import Batch, Key, ScanViews, to_bytes
 from byrondbm.errors import error
 from byrondbm.server import AUTH_METADATA_KEY, MAX_MESSAGE_BYTES
 from byrondbm.server import byrondbm_pb2 as pb
