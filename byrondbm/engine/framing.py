@@ -55,17 +55,21 @@ def read_records(data: bytes, filename: str) -> tuple[list[tuple[int, bytes]], i
     Cost: O(size) normally; a bad record costs a scan of the rest of the file for a later valid record.
     """
     records: list[tuple[int, bytes]] = []
+    append = records.append
     size = len(data)
     view = memoryview(data)
+    unpack = HEADER.unpack_from
     pos = 0
-    while pos < size:
-        end = _valid_at(view, pos, size)
-        if end < 0:
-            if any(_valid_at(view, p, size) >= 0 for p in range(pos + 1, size - HEADER_SIZE + 1)):
-                raise CorruptionError(f"damaged record at offset {pos} followed by valid records", filename)
+    while pos + HEADER_SIZE <= size:  # _valid_at, inlined: this loop replays every log record
+        crc, length, rtype = unpack(view, pos)
+        start = pos + HEADER_SIZE
+        end = start + length
+        if not rtype or end > size or zlib.crc32(view[start:end], zlib.crc32(view[pos + 4 : start])) != crc:
             break
-        records.append((data[pos + 4 + 4], data[pos + HEADER_SIZE : end]))
+        append((rtype, data[start:end]))
         pos = end
+    if pos < size and any(_valid_at(view, p, size) >= 0 for p in range(pos + 1, size - HEADER_SIZE + 1)):
+        raise CorruptionError(f"damaged record at offset {pos} followed by valid records", filename)
     return records, pos
 
 

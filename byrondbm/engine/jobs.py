@@ -89,6 +89,7 @@ def _flush_log(job: FlushJob) -> JobResult:
     """Replay the log into per-key entry lists, then `flush_entries`. Cost: O(n log n) for n records."""
     batches, _valid_end, _size = read_log(filenames.path(job.directory, filenames.log_name(job.log_number)))
     versions: dict[bytes, list[Entry]] = {}
+    one_version = True
     for first_seq, ops in batches:
         if first_seq <= job.after_seq:
             continue
@@ -99,6 +100,7 @@ def _flush_log(job: FlushJob) -> JobResult:
                 versions[key] = [entry]
             else:
                 found.append(entry)
+                one_version = False
     keys = sorted(versions)
     entries = chain.from_iterable(reversed(versions[k]) for k in keys)  # newest first within a key
     live = sum(1 for k in keys if versions[k][-1][2] is not None)
@@ -106,7 +108,7 @@ def _flush_log(job: FlushJob) -> JobResult:
     below = [_open(job.directory, numbers, cache) for numbers in job.below]
     try:
         return flush_entries(entries, keys, live, below, job.smallest_snapshot, job.options, job.mode,
-                             temp_path(job.directory, job.job), one_version=False)
+                             temp_path(job.directory, job.job), one_version)
     finally:
         for level in below:
             for t in level:
