@@ -158,13 +158,15 @@ class Compactor:
                 return False
             mem = v.imms[-1]
             job = next(self._jobs)
-            below = [list(v.levels[0])] + [list(v.levels[k]) for k in range(1, MAX_LEVELS) if v.levels[k]]
+            below = self._below(v)
             if in_process or self._pool is None:
                 keys = list(mem.sorted_keys())
                 result = flush_entries(mem.sorted_entries(), keys, mem.live, below, self._smallest_snapshot(),
                                        self._options, self._mode, temp_path(self._vs.directory, job), mem.one_version)
             else:
-                held = self._vs.hold(t for level in below for t in level)
+                with self._vs.lock:  # no compaction may retire a table of `below` before it is held
+                    below = self._below(self._vs.current)
+                    held = self._vs.hold(t for level in below for t in level)
                 try:
                     result = self._run(FlushJob(
                         self._vs.directory, job, mem.log_number, self._vs.state.last_seq, self._smallest_snapshot(),
@@ -174,6 +176,11 @@ class Compactor:
                     self._vs.release(held)
             self._install_flush(mem, result)
             return True
+
+    @staticmethod
+    def _below(v: Version) -> list[list[TableReader]]:
+        """The tables under the memtables of ``v``: L0 newest first, then each non-empty sorted level."""
+        return [list(v.levels[0])] + [list(v.levels[k]) for k in range(1, MAX_LEVELS) if v.levels[k]]
 
     def _install_flush(self, mem: Memtable, result: JobResult) -> None:
         vs = self._vs
