@@ -188,7 +188,7 @@ _ITER_KEYS = "SELECT key FROM Dict"
 
 
 class SqliteMapping(MutableMapping):  # type: ignore[type-arg]
-    """What `dbm.sqlite3.open(path, "n")` returns on Python 3.13+, for the Pythons that lack it.
+    """What `dbm.sqlite3.open(path, "c")` returns on Python 3.13+, for the Pythons that lack it.
 
     Same table, same statements, same costs: the connection is in autocommit mode, so every write is
     its own transaction, committed (and fsync'ed, journal in WAL mode) before it returns; every
@@ -196,8 +196,6 @@ class SqliteMapping(MutableMapping):  # type: ignore[type-arg]
     """
 
     def __init__(self, path: str) -> None:
-        with suppress(FileNotFoundError):
-            os.remove(path)
         self._cx = sqlite3.connect(path, isolation_level=None)
         with suppress(sqlite3.OperationalError):
             self._cx.execute("PRAGMA journal_mode = wal")
@@ -238,7 +236,7 @@ class SqliteMapping(MutableMapping):  # type: ignore[type-arg]
 
 SQLITE_WRITE_CAP = 20_000
 """Most writes timed per workload on the sqlite3 mapping (a commit and an fsync each: ~4k/s here)."""
-_SQLITE_CAPPED = ("fillseq", "fillrandom", "overwrite", "deleterandom")
+_SQLITE_CAPPED = ("fillseq", "fillrandom", "overwrite", "deleterandom", "reopen")
 
 
 class Sqlite3Dbm(Engine):
