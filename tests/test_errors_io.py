@@ -231,3 +231,26 @@ def test_reopen_on_a_full_disk_fails_cleanly_then_works(tmp_path, monkeypatch, c
     faults.clear()
     monkeypatch.undo()
     _assert_holds(path, acked)
+
+
+def test_the_next_write_after_space_is_back_succeeds(tmp_path, monkeypatch) -> None:
+    """Writes stop with a clean error while the background cannot write tables; once space is back, the
+    very next write goes through: a writer that finds the background failed runs the work itself."""
+    path = str(tmp_path / "db")
+    acked: dict[bytes, bytes] = {}
+    faults = Faults(monkeypatch)
+    with byrondbm.open(path, "c", **SMALL) as db:
+        assert not _fill(db, b"a", 100, acked)
+        faults.fail("write", ".sst")
+        errors: list[Exception] = []
+        for i in range(2000):
+            errors = _fill(db, b"b%d" % i, 1, acked)
+            if errors:
+                break
+        assert errors and "writes stopped" in str(errors[0])
+        faults.clear()
+        assert not _fill(db, b"c", 1, acked)  # at once, not after the background's next retry
+        assert not _fill(db, b"d", 300, acked)
+        db._check()
+    monkeypatch.undo()
+    _assert_holds(path, acked)
