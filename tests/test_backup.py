@@ -65,6 +65,8 @@ def _content(path: str) -> dict[bytes, bytes]:
         items = dict(db.items())
         assert len(db) == len(items)
         db._check()
+        engine = db._engine  # nothing above the last sequence: a writer of the copy would reuse it
+        assert all(t.properties.max_seq <= engine.last_sequence for t in engine.version.tables())
     return items
 
 
@@ -140,6 +142,43 @@ def test_backup_is_one_instant_of_concurrent_writes(tmp_path) -> None:
         got = _content(str(tmp_path / f"b{b}"))
         assert _is_a_prefix_state(got, ops, lo, hi), (b, lo, hi, len(got))
         assert byrondbm.check(str(tmp_path / f"b{b}"))["ok"]
+
+
+def test_writes_and_compactions_inside_the_backup(tmp_path, monkeypatch) -> None:
+    """Writes, a flush and a full compaction run after the instant, while the tables are being linked (the
+    compaction retires every table the backup is linking): the backup still holds exactly the instant."""
+    src, dest = str(tmp_path / "src"), str(tmp_path / "dest")
+    db = byrondbm.open(src, "c", background_compaction=False, **SMALL)
+    _apply(db, _ops(1500))
+    db.compact()
+    dead, live = db.keys()[:2]
+    db[b"in the memtable"] = b"old"
+    del db[dead]
+    expected = dict(db.items())
+    place = backup_module._place_table
+    meddled = []
+
+    def meddle(*args, **kwargs):
+        if not meddled:
+            meddled.append(True)
+            db[b"in the memtable"] = b"new"  # a newer version in the memtable being copied
+            db[b"after"] = b"x"
+            del db[live]
+            db[dead] = b"back"
+            db.compact()  # flushes the memtable, retires every table of the instant
+        return place(*args, **kwargs)
+
+    monkeypatch.setattr(backup_module, "_place_table", meddle)
+    try:
+        report = db.backup(dest)
+    finally:
+        db.close()
+    assert meddled and report["linked"] == report["tables"] - 1
+    assert _content(dest) == expected
+    assert byrondbm.check(dest)["ok"]
+    with byrondbm.open(dest, "w") as copy:  # a writer of the copy continues its sequence cleanly
+        copy[b"in the memtable"] = b"newest"
+        assert copy[b"in the memtable"] == b"newest" and dead not in copy
 
 
 def test_backup_while_a_full_compaction_runs(tmp_path) -> None:
