@@ -83,7 +83,7 @@ def _claim(dest: str, source: str, mode: int) -> bool:
     if inside:
         raise error(errno.EINVAL, "backup destination is the database or inside it", dest)
     if os.path.lexists(dest):
-        if not os.path.isdir(dest) or os.path.islink(dest):
+        if not os.path.isdir(dest):
             raise error(errno.EEXIST, "backup destination exists and is not a directory", dest)
         if os.listdir(dest):
             raise error(errno.ENOTEMPTY, "backup destination is not empty", dest)
@@ -114,6 +114,7 @@ def _discard(dest: str, created: bool) -> None:
 
 
 def _write(engine: Engine, versions: VersionSet, write_lock: threading.RLock, mode: int, dest: str) -> dict[str, Any]:
+    """Take the instant, put its tables and memtables into ``dest``, let the instant go, then commit."""
     with write_lock:  # the instant: no write between the pin, the count and the hold
         seq, _ = engine.pin()
         try:
@@ -125,19 +126,13 @@ def _write(engine: Engine, versions: VersionSet, write_lock: threading.RLock, mo
             engine.unpin(seq)
             raise
     try:
-        metas: dict[int, list[FileMeta]] = {}
-        how = {"linked": 0, "copied": 0, "rewritten": 0}
-        for level, tables in enumerate(v.levels):
-            for t in tables:
-                meta, way = _place_table(t, dest, engine.options, mode)
-                metas.setdefault(level, []).append(meta)
-                how[way] += 1
-        versions.release(held)
-        held = []
+        try:
+            metas, how = _place_tables(v, dest, engine.options, mode)
+        finally:
+            versions.release(held)  # linked or copied: the compactor may delete them now
         number = 1 + max((t.number for t in v.tables()), default=0)
         mem_meta = _write_memtables(v, seq, dest, number, engine.options, mode)
     finally:
-        versions.release(held)
         engine.unpin(seq)
     if mem_meta is not None:
         metas.setdefault(0, []).insert(0, mem_meta)
@@ -147,6 +142,18 @@ def _write(engine: Engine, versions: VersionSet, write_lock: threading.RLock, mo
     ManifestWriter(dest, number + 1, state, mode).close()  # writes the manifest, then CURRENT
     sync_dir(dest)
     return {"keys": count, "sequence": seq, "tables": sum(map(len, metas.values())), **how}
+
+
+def _place_tables(v: Version, dest: str, options: Options, mode: int) -> tuple[dict[int, list[FileMeta]], dict[str, int]]:
+    """Put every table of ``v`` into ``dest``: (their metas by level, how many went each way)."""
+    metas: dict[int, list[FileMeta]] = {}
+    how = {"linked": 0, "copied": 0, "rewritten": 0}
+    for level, tables in enumerate(v.levels):
+        for t in tables:
+            meta, way = _place_table(t, dest, options, mode)
+            metas.setdefault(level, []).append(meta)
+            how[way] += 1
+    return metas, how
 
 
 def _place_table(t: TableReader, dest: str, options: Options, mode: int) -> tuple[FileMeta, str]:
@@ -197,6 +204,8 @@ def _write_memtables(v: Version, seq: int, dest: str, number: int, options: Opti
 
 
 def _visible_at(v: Version, seq: int) -> Iterator[Entry]:
+    """The memtables' entries in entry order: of each key the newest at or below ``seq``, tombstones kept.
+    The pin keeps every version a write after the instant replaced."""
     floor = -seq
     merged = chain.from_iterable(merge_chunks([m.chunks() for m in (v.mem,) + v.imms]))
     return drop_obsolete((e for e in merged if e[1] >= floor), seq, lambda key: False)
