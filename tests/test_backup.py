@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import errno
 import os
+import pty
+import re
 import signal
 import subprocess
 import sys
@@ -385,3 +387,27 @@ def test_command_line(tmp_path, capsys) -> None:
     assert not os.path.exists(tmp_path / "other")
     capsys.readouterr()
     assert cli.main(["backup", src]) == 2
+
+
+def test_command_line_progress_on_a_terminal_only(tmp_path) -> None:
+    src = str(tmp_path / "src")
+    _fill(src, 500)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    command = [sys.executable, "-m", "byrondbm", "backup", src]
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run([*command, str(tmp_path / "a")], stdout=subprocess.PIPE, stderr=slave, env=env)
+    finally:
+        os.close(slave)
+    drawn = b""
+    try:
+        while chunk := os.read(master, 4096):
+            drawn += chunk
+    except OSError:  # EIO: the other side closed and everything was read
+        pass
+    finally:
+        os.close(master)
+    assert done.returncode == 0
+    assert re.search(rb"\rbackup  done  0:00:0\d\x1b\[K\r?\n", drawn), drawn
+    quiet = subprocess.run([*command, str(tmp_path / "b")], capture_output=True, env=env)
+    assert quiet.returncode == 0 and quiet.stderr == b""
