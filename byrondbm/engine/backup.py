@@ -115,10 +115,10 @@ def _discard(dest: str, created: bool) -> None:
 
 def _write(engine: Engine, versions: VersionSet, write_lock: threading.RLock, mode: int, dest: str) -> dict[str, Any]:
     """Take the instant, put its tables and memtables into ``dest``, let the instant go, then commit."""
-    with write_lock:  # the instant: no write between the pin, the count and the hold
+    with write_lock:  # the instant: no write between the count, the pin and the hold
+        count = engine.count()  # counted, then pinned: the lock keeps both at one state
         seq, _ = engine.pin()
         try:
-            count = engine.count()
             with versions.lock:  # a table of the current version is not retired before it is held
                 v = versions.current
                 held = versions.hold(v.tables())
@@ -144,7 +144,9 @@ def _write(engine: Engine, versions: VersionSet, write_lock: threading.RLock, mo
     return {"keys": count, "sequence": seq, "tables": sum(map(len, metas.values())), **how}
 
 
-def _place_tables(v: Version, dest: str, options: Options, mode: int) -> tuple[dict[int, list[FileMeta]], dict[str, int]]:
+def _place_tables(
+    v: Version, dest: str, options: Options, mode: int
+) -> tuple[dict[int, list[FileMeta]], dict[str, int]]:
     """Put every table of ``v`` into ``dest``: (their metas by level, how many went each way)."""
     metas: dict[int, list[FileMeta]] = {}
     how = {"linked": 0, "copied": 0, "rewritten": 0}
