@@ -32,7 +32,7 @@ def _key(i: int) -> bytes:
 
 
 def _ops(n: int) -> list[tuple[bytes, bytes | None]]:
-    """A write stream with overwrites and deletes: op i puts key i, every third op deletes an earlier key."""
+    """A write stream: a put of each new key; after every third a delete, after every seventh an overwrite."""
     ops: list[tuple[bytes, bytes | None]] = []
     for i in range(n):
         ops.append((_key(i), b"v%d" % i))
