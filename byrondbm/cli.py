@@ -521,6 +521,15 @@ def cmd_whichdb(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Copy PATH, as of one instant, to DEST; PATH is opened read-only, so its writer may go on writing."""
+    with byrondbm.open(args.path, "r") as db, Progress("backup", enabled=_show_progress(args)).ticking():
+        report = db.backup(args.dest)
+    _emit(f"{args.dest}: {report['keys']:,} keys at sequence {report['sequence']:,}, {report['tables']:,} tables "
+          f"({report['linked']:,} linked, {report['copied']:,} copied, {report['rewritten']:,} rewritten)")
+    return 0
+
+
 # ------------------------------------------------------------------------- plug-ins: bench and serve
 
 
@@ -616,6 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("check", cmd_check, "verify every checksum (exit 1 on damage)", quiet, as_json)
     add("repair", cmd_repair, "salvage what is readable from a damaged database", quiet, as_json)
     add("whichdb", cmd_whichdb, "name the dbm format at PATH (exit 1 if unknown)")
+    sub = add("backup", cmd_backup, "copy the database, as of one instant, to DEST (new or empty)", quiet)
+    sub.add_argument("dest", metavar="DEST", help="the backup's directory: missing or empty")
 
     _add_plugin(subparsers, "bench", "byrondbm.bench", "measure throughput (db_bench-style workloads)")
     _add_plugin(subparsers, "serve", "byrondbm.server.command", "serve a database over gRPC")

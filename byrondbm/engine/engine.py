@@ -27,6 +27,7 @@ from ..errors import CorruptionError, error
 from ..options import Options
 from . import directory as dirs
 from . import filenames
+from .backup import backup as backup_to
 from .compactor import Compactor
 from .fileio import sync_dir
 from .iterators import concat, merge, merge_visible, prefix_bounds, visible
@@ -370,6 +371,11 @@ class Engine:
         assert self._compactor is not None
         self._compactor.compact_everything()
         self._refresh_limit()
+
+    def backup(self, dest: str) -> dict[str, Any]:
+        """Write at ``dest`` (missing or empty) a database holding exactly this one's state at one instant
+        between the call and the return, while writes go on; see backup.py for how and what it costs."""
+        return backup_to(self, self._vs, self._write_lock, self._mode, dest)
 
     # ------------------------------------------------------------------ reading
 
