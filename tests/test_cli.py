@@ -26,7 +26,7 @@ from byrondbm.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE_SUBCOMMANDS = [
-    "get", "put", "delete", "scan", "dump", "load", "stats", "compact", "check", "repair", "whichdb",
+    "get", "put", "delete", "scan", "dump", "load", "stats", "compact", "check", "repair", "whichdb", "backup",
 ]  # fmt: skip
 
 BINARY_ITEMS = {
