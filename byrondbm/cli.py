@@ -157,7 +157,7 @@ def _show_progress(args: argparse.Namespace) -> bool:
     return not args.quiet and sys.stderr.isatty()
 
 
-def _describe(exc: OSError) -> str:
+def describe_error(exc: OSError) -> str:
     """One line naming the problem (and the path when the exception carries one)."""
     if isinstance(exc, byrondbm.CorruptionError) or exc.strerror is None:
         text = str(exc)
@@ -423,7 +423,7 @@ def cmd_load(args: argparse.Namespace) -> int:
                 f"load stopped: at least {loaded:,} of {records:,} records were loaded; {rerun}"
             ) from None
         except (OSError, DumpFormatError) as exc:
-            detail = _describe(exc) if isinstance(exc, OSError) else f"{where} {exc} (the file changed)"
+            detail = describe_error(exc) if isinstance(exc, OSError) else f"{where} {exc} (the file changed)"
             raise CommandError(f"{detail}; {loaded} of {records} records were loaded") from None
     return 0
 
@@ -681,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except OSError as exc:  # byrondbm.error (missing, locked, damaged database) and file errors
-        return _fail(_describe(exc))
+        return _fail(describe_error(exc))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

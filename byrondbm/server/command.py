@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         _fail(f"the server needs the 'server' extra: pip install 'byrondbm[server]' ({exc})")
         return 1  # an expected error, not a usage error
-    from byrondbm.cli import _describe as describe_error  # the one-line form every subcommand prints
+    from byrondbm.cli import describe_error  # the one-line form every subcommand prints
 
     try:
         token = _read_token(args.token_file) if args.token_file is not None else None
