@@ -112,3 +112,24 @@ def test_read_only_and_closed(tmp_path: Path) -> None:
         assert s["live_keys"] == 1 and s["sequence"] == 1
     with pytest.raises(byrondbm.error):
         ro.stats()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_counters_survive_a_reopen(tmp_path: Path, workers: int) -> None:
+    """flushes, compactions and the bytes written are kept for the database's whole life: a reopen goes
+    on from what the last session reported, whatever was still in its memtable."""
+    path = tmp_path / "db"
+    with byrondbm.open(path, "c", **dict(SMALL, background_compaction=True, workers=workers)) as db:
+        for i in range(3000):
+            db[b"k%05d" % i] = b"v" * 40
+        before = db.stats()
+        assert before["flushes"] > 0
+    with byrondbm.open(path, "r") as db:
+        after = db.stats()
+    for name in ("compactions", "trivial_moves", "user_bytes_written"):
+        assert after[name] == before[name], name
+    assert after["flushes"] >= before["flushes"]  # close may flush the memtable: one more
+    assert after["engine_bytes_written"] >= before["engine_bytes_written"]
+    with byrondbm.open(path, "w", **SMALL) as db:
+        db[b"more"] = b"x"
+        assert db.stats()["user_bytes_written"] == before["user_bytes_written"] + 5

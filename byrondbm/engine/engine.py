@@ -596,9 +596,9 @@ class Engine:
         v = vs.current
         c = vs.counters
         tables = v.tables()
-        wal_now = self._wal.size if self._wal is not None else 0
+        wal_now = self._wal.size if self._wal is not None else self._log_size(v.mem.log_number)
         engine_bytes = c["log_bytes_written"] + wal_now + c["table_bytes_written"]
-        user = c["user_bytes_written"] + (0 if self.read_only else v.mem.payload_bytes)
+        user = c["user_bytes_written"] + v.mem.payload_bytes  # the active memtable (a reader: the last log)
         levels = [
             {"level": i, "files": len(ts), "bytes": sum(t.properties.file_size for t in ts),
              "keys": sum(t.properties.num_entries for t in ts)}
@@ -628,6 +628,13 @@ class Engine:
             "workers": [] if compactor is None else compactor.worker_pids(),
             "worker_restarts": 0 if compactor is None else compactor.worker_restarts,
         }
+
+    def _log_size(self, number: int) -> int:
+        """Bytes of log ``number`` (a reader's last log, which no rotation has counted yet), 0 if gone."""
+        try:
+            return os.path.getsize(self._path(filenames.log_name(number)))
+        except OSError:
+            return 0
 
     def check(self) -> dict[str, Any]:
         """Read and verify every table block of the current version; a report, never an exception for damage."""
