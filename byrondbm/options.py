@@ -52,7 +52,8 @@ class Options:
         interval = self.refresh_interval
         if interval is not None:
             if isinstance(interval, bool) or not isinstance(interval, (int, float)):
-                raise TypeError(f"option 'refresh_interval' must be a number of seconds or None, not {type(interval).__name__}")
+                raise TypeError(
+                    f"option 'refresh_interval' must be a number of seconds or None, not {type(interval).__name__}")
             if not interval >= 0:
                 raise ValueError(f"option 'refresh_interval' must be >= 0 seconds or None, got {interval!r}")
         for f in dataclasses.fields(self):

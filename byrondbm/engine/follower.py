@@ -25,6 +25,7 @@ another inode) means the database was replaced or repaired under us: `byrondbm.e
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 from typing import Optional
 
@@ -105,8 +106,8 @@ class Follower:
             except _Moved:
                 continue
         else:
-            raise error(f"database files kept disappearing while read ({_ATTEMPTS} attempts): was it removed?",
-                        self.directory)
+            raise error(errno.ENOENT, f"database files kept disappearing while read ({_ATTEMPTS} attempts): "
+                        "was it removed?", self.directory)
         if self._stale:
             mems = [self._logs[n].mem for n in sorted(self._logs)]
             self.version = Version(mems[-1] if mems else self._empty, tuple(reversed(mems[:-1])),
@@ -186,7 +187,8 @@ class Follower:
             except FileNotFoundError:
                 pass  # retired since: the next step reads the manifest again
         if replaced:
-            raise error("database was replaced or repaired while open for reading; reopen it", self.directory)
+            raise error(errno.ESTALE, "database was replaced or repaired while open for reading; reopen it",
+                        self.directory)
 
     def _sync_tables(self) -> None:
         """Open the tables the state lists that we lack; drop the ones it no longer lists."""
@@ -230,7 +232,8 @@ class Follower:
             log = self._logs[n]
             size = os.fstat(log.fd).st_size
             if size < log.offset:
-                raise error("a log shrank under this reader: the database was replaced; reopen it", log.path)
+                raise error(errno.ESTALE, "database was replaced (a log shrank) while open for reading; reopen it",
+                            log.path)
             if size != log.size:
                 records, end = read_records(os.pread(log.fd, size - log.offset, log.offset), log.path)
                 batches = [decode_record(rtype, payload, log.path) for rtype, payload in records]

@@ -87,7 +87,9 @@ def replay(path: str, mem: Memtable, last_seq: int) -> int:
     return apply_batches(batches, mem, last_seq, path, keep_old=False)
 
 
-def apply_batches(batches: Iterable[tuple[int, list[Op]]], mem: Memtable, last_seq: int, path: str, keep_old: bool) -> int:
+def apply_batches(
+    batches: Iterable[tuple[int, list[Op]]], mem: Memtable, last_seq: int, path: str, keep_old: bool
+) -> int:
     """Put the log records ``batches`` above ``last_seq`` into ``mem``, in order; return the new last sequence
     number. ``keep_old`` keeps the versions they overwrite (needed while anyone may read ``mem`` at an older
     sequence number: a reader tailing a log under its own scans and snapshots). Cost: one store an op."""
