@@ -1,12 +1,12 @@
 """A reader's catch-up with the files a writer (another process, or this one) keeps changing.
 
 A reader (flag ``'r'``) takes no lock and writes nothing in the directory. It keeps what it has read: the
-manifest CURRENT names (its inode, its size, the offset after its last whole edit), the tables that
+manifest CURRENT names (open, its size, the offset after its last whole edit), the tables that
 manifest lists (open), and for each live log an open descriptor, the offset after its last whole record
 and a memtable. `Follower.catch_up` brings all of it to the files' present state:
 
-1. CURRENT and the manifest unchanged (one ``stat`` each) and no log grown (one ``fstat`` each): nothing
-   is read. The manifest grown: only its new bytes are read and their edits folded into the state.
+1. CURRENT unchanged (one ``stat``), the manifest neither grown nor unlinked (one ``fstat``) and no log
+   grown (one ``fstat`` each): nothing is read. The manifest grown: only its new bytes are read and their edits folded into the state.
    CURRENT naming another manifest (rotated once or many times, or a writer reopened): that manifest is
    read whole. It starts with a snapshot of the whole state, so no edit is ever missed however often the
    writer switched manifests between two catch-ups (RocksDB's secondary instances lost edits when a
@@ -75,7 +75,7 @@ class Follower:
         self._current = filenames.path(directory, filenames.CURRENT)
         self._current_id: tuple[int, int, int] = (-1, -1, -1)  # CURRENT's inode, mtime, size
         self._manifest = ""  # path of the manifest followed
-        self._manifest_inode = -1
+        self._manifest_fd = -1  # kept open: fstat tells its growth, and its unlinking (a switch), cheaply
         self._manifest_size = -1
         self._manifest_end = 0  # just past its last whole edit
         self.state = ManifestState()
@@ -116,8 +116,8 @@ class Follower:
         return True
 
     def unchanged(self) -> bool:
-        """True when CURRENT, the manifest and every live log are as we last read them. Cost: two ``stat``
-        and one ``fstat`` a live log; no read."""
+        """True when CURRENT, the manifest and every live log are as we last read them. Cost: one ``stat``
+        and one ``fstat`` plus one ``fstat`` a live log; no read."""
         if self._manifest_moved():
             return False
         return all(os.fstat(log.fd).st_size == log.size for log in self._logs.values())
@@ -125,11 +125,11 @@ class Follower:
     def _manifest_moved(self) -> bool:
         try:
             c = os.stat(self._current)
-            m = os.stat(self._manifest)
+            m = os.fstat(self._manifest_fd)
         except OSError:
             return True
         return ((c.st_ino, c.st_mtime_ns, c.st_size) != self._current_id
-                or m.st_ino != self._manifest_inode or m.st_size != self._manifest_size)
+                or m.st_size != self._manifest_size or not m.st_nlink)
 
     def _follow_manifest(self) -> None:
         """Fold the manifest's new edits in, or switch to the manifest CURRENT names now."""
@@ -138,39 +138,54 @@ class Follower:
         except FileNotFoundError:
             raise _Moved from None
         current_id = (c.st_ino, c.st_mtime_ns, c.st_size)
-        if current_id == self._current_id:
-            path = self._manifest
-        else:
+        fd = self._manifest_fd
+        st = None if fd < 0 else os.fstat(fd)
+        if st is None or current_id != self._current_id or not st.st_nlink:  # unlinked: rotated away
             try:
                 path = filenames.path(self.directory, read_current(self.directory))
             except CorruptionError:
                 if not os.path.exists(self._current):
                     raise _Moved from None
                 raise
-        try:
-            fd = os.open(path, _READ_FLAGS)
-        except FileNotFoundError:
-            raise _Moved from None  # rotated again since CURRENT was read
-        try:
-            st = os.fstat(fd)
-            if path == self._manifest and st.st_ino == self._manifest_inode and st.st_size >= self._manifest_end:
-                if st.st_size != self._manifest_size:
-                    data = os.pread(fd, st.st_size - self._manifest_end, self._manifest_end)
-                    self._manifest_end += apply_edits(self.state, data, path)
-                    self._stale = True
+            try:
+                new_fd = os.open(path, _READ_FLAGS)
+            except FileNotFoundError:
+                raise _Moved from None  # rotated again since CURRENT was read
+            new = os.fstat(new_fd)
+            if st is not None and path == self._manifest and new.st_ino == st.st_ino:
+                os.close(new_fd)  # still the same manifest
             else:
-                state = ManifestState()
-                end = apply_edits(state, os.pread(fd, st.st_size, 0), path)
-                if not end:
-                    raise CorruptionError("manifest holds no valid edit", path)
-                self._check_extends(state, path)
-                self.state = state
-                self._manifest, self._manifest_inode, self._manifest_end = path, st.st_ino, end
-                self._stale = True
+                try:
+                    self._switch_manifest(path, new_fd, new.st_size)
+                except BaseException:
+                    os.close(new_fd)
+                    raise
+                self._current_id = current_id
+                return
+        assert st is not None
+        if st.st_size != self._manifest_size:
+            if st.st_size < self._manifest_end:
+                raise error(errno.ESTALE, "database was replaced (its manifest shrank) while open for reading; "
+                            "reopen it", self._manifest)
+            data = os.pread(fd, st.st_size - self._manifest_end, self._manifest_end)
+            self._manifest_end += apply_edits(self.state, data, self._manifest)
             self._manifest_size = st.st_size
-        finally:
-            os.close(fd)
+            self._stale = True
         self._current_id = current_id
+
+    def _switch_manifest(self, path: str, fd: int, size: int) -> None:
+        """Follow manifest ``path`` (open as ``fd``) from now on: read it whole, check that it continues
+        the history we followed, and replace the state with its own."""
+        state = ManifestState()
+        end = apply_edits(state, os.pread(fd, size, 0), path)
+        if not end:
+            raise CorruptionError("manifest holds no valid edit", path)
+        self._check_extends(state, path)
+        if self._manifest_fd >= 0:
+            os.close(self._manifest_fd)
+        self.state = state
+        self._manifest, self._manifest_fd, self._manifest_size, self._manifest_end = path, fd, size, end
+        self._stale = True
 
     def _check_extends(self, new: ManifestState, path: str) -> None:
         """Raise `error` unless ``new`` (another manifest) continues the history we followed."""
@@ -244,7 +259,11 @@ class Follower:
         self.last_seq = last
 
     def close(self) -> None:
-        """Close the logs' descriptors (tables close with the last version holding them). Idempotent."""
+        """Close the manifest's and the logs' descriptors (tables close with the last version holding
+        them). Idempotent."""
         for log in self._logs.values():
             os.close(log.fd)
         self._logs.clear()
+        if self._manifest_fd >= 0:
+            os.close(self._manifest_fd)
+            self._manifest_fd = -1
