@@ -48,6 +48,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import byrondbm  # noqa: E402
+from byrondbm.engine.manifest import read_current  # noqa: E402
 
 SMALL_OPTIONS = dict(memtable_size=4096, target_file_size=4096, level1_size=16384, block_size=512,
                      l0_compaction_trigger=2, l0_slowdown_trigger=4, l0_stop_trigger=6)
@@ -262,16 +263,21 @@ def soak(
             procs.append(p)
         start = time.monotonic()
         kills = 0
-        if kill:
-            time.sleep(seconds / 2)
-            w.kill()
-            w.join()
-            kills += 1
-            time.sleep(min(1.0, seconds / 10))  # readers read beside no writer
-            w = ctx.Process(target=writer, args=(db_path, seed, ack, stop_writer, ack.value + 1))
-            w.start()
-            procs.append(w)
-        time.sleep(max(0.0, seconds - (time.monotonic() - start)))
+        manifests = set()  # the manifests CURRENT named, polled: a lower bound of the writer's switches
+        while time.monotonic() - start < seconds:
+            if kill and not kills and time.monotonic() - start > seconds / 2:
+                w.kill()
+                w.join()
+                kills += 1
+                time.sleep(min(1.0, seconds / 10))  # readers read beside no writer
+                w = ctx.Process(target=writer, args=(db_path, seed, ack, stop_writer, ack.value + 1))
+                w.start()
+                procs.append(w)
+            try:
+                manifests.add(read_current(db_path))
+            except byrondbm.error:
+                pass
+            time.sleep(0.01)
         stop_readers.value = 1
         summaries = []
         for _ in range(readers):
@@ -291,6 +297,7 @@ def soak(
         final.close()
         total = {k: sum(s[k] for s in summaries) for k in summaries[0] if k != "window_max"}
         return dict(seconds=seconds, readers=readers, writes=ack.value, writer_kills=kills,
+                    manifests_seen=len(manifests),
                     window_max=max(s["window_max"] for s in summaries), **total)
     finally:
         stop_readers.value = stop_writer.value = 1

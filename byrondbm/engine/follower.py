@@ -85,6 +85,7 @@ class Follower:
         self.last_seq = 0
         self.version: Optional[Version] = None
         self._stale = True  # the state, tables or logs changed since `version` was built
+        self._unfinished = False  # a catch-up raised: the next one must not trust `unchanged`
 
     # ------------------------------------------------------------------ catching up
 
@@ -94,8 +95,9 @@ class Follower:
         number). Cost: `unchanged`'s stat calls when nothing changed; else the new manifest edits and log
         bytes, and the opening of new tables. Raises `byrondbm.error` for a database replaced or repaired
         under us, `CorruptionError` for damage."""
-        if self.version is not None and self.unchanged():
+        if self.version is not None and not self._unfinished and self.unchanged():
             return False
+        self._unfinished = True  # until this call succeeds: what it read is not in `version` yet
         for _ in range(_ATTEMPTS):
             try:
                 self._follow_manifest()
@@ -113,6 +115,7 @@ class Follower:
             self.version = Version(mems[-1] if mems else self._empty, tuple(reversed(mems[:-1])),
                                    arrange(self.state, self._tables))
             self._stale = False
+        self._unfinished = False
         return True
 
     def unchanged(self) -> bool:
@@ -253,7 +256,7 @@ class Follower:
                 records, end = read_records(os.pread(log.fd, size - log.offset, log.offset), log.path)
                 batches = [decode_record(rtype, payload, log.path) for rtype, payload in records]
                 last = apply_batches(batches, log.mem, last, log.path, keep_old)
-                log.mem.max_seq = last
+                log.mem.max_seq = self.last_seq = last
                 log.offset += end
                 log.size = size
         self.last_seq = last
