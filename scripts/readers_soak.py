@@ -18,8 +18,9 @@ acknowledgement ``a`` again, and checks that
 - a scan interrupted by refreshes, and a snapshot taken before several refreshes, keep their point in time.
 
 Half the readers use ``refresh_interval`` instead of calling ``refresh()``. ``--kill`` kills the writer
-with SIGKILL halfway through: the readers keep reading, a new writer recovers (re-applying the one call
-that may have been in flight: every operation is idempotent) and the readers refresh onto its state.
+(and its compaction workers) with SIGKILL halfway through: the readers keep reading, a new writer recovers
+(re-applying the one call that may have been in flight: every operation is idempotent) and the readers
+refresh onto its state.
 
 Usage::
 
@@ -37,6 +38,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -77,8 +79,11 @@ def apply(state: dict[bytes, bytes], op: Op) -> None:
 
 
 def writer(path: str, seed: int, ack: Any, stop: Any, first: int) -> None:
-    """Apply operations ``first``, ``first + 1``, ... until ``stop`` is set, acknowledging each."""
+    """Apply operations ``first``, ``first + 1``, ... until ``stop`` is set, acknowledging each. Runs in a
+    process group of its own, so killing the group kills its compaction workers with it."""
     import byrondbm.engine.versionset as versionset
+
+    os.setpgrp()
 
     versionset.MANIFEST_ROTATE = MANIFEST_LIMIT
     db = byrondbm.open(path, "c", timeout=30, **SMALL_OPTIONS)
@@ -133,7 +138,8 @@ class Model:
         """True when ``seen`` is the state after some operation in ``base .. a + 1``."""
         state = dict(self.state)
         bad = {k for k in state.keys() | seen.keys() if state.get(k) != seen.get(k)}
-        for op in [[]] + self.window(a):
+        nothing: Op = []
+        for op in [nothing] + self.window(a):
             apply(state, op)
             for k, _ in op:
                 if state.get(k) == seen.get(k):
@@ -172,7 +178,7 @@ def reader(path: str, seed: int, index: int, ack: Any, stop: Any, results: Any) 
     rng = random.Random(index)
     model = Model(seed)
     counts = dict(refreshes=0, scans=0, gets=0, snapshots=0, opens=0, window_max=0)
-    options = dict(refresh_interval=INTERVAL) if index % 2 else {}
+    options: dict[str, Any] = dict(refresh_interval=INTERVAL) if index % 2 else {}
     explicit = not options
     try:
         db = None
@@ -234,25 +240,24 @@ def reader(path: str, seed: int, index: int, ack: Any, stop: Any, results: Any) 
 # ---------------------------------------------------------------------------------------------- the run
 
 
-def soak(
-    seconds: float, readers: int = 4, seed: int = 1, kill: bool = False, path: Optional[str] = None
-) -> dict[str, Any]:
+def soak(seconds: float, readers: int = 4, seed: int = 1, kill: bool = False) -> dict[str, Any]:
     """Run one writer and ``readers`` reader processes for ``seconds``; with ``kill``, SIGKILL the writer
     halfway and start another. Returns a summary; raises AssertionError on the first failed check.
     Every process started here is gone when it returns."""
     ctx = multiprocessing.get_context("spawn")
-    own = path is None
-    directory = tempfile.mkdtemp(prefix="readers-soak-") if own else os.path.dirname(path)  # type: ignore[arg-type]
-    db_path = os.path.join(directory, "db") if own else path
+    directory = tempfile.mkdtemp(prefix="readers-soak-")
+    db_path = os.path.join(directory, "db")
     ack = ctx.Value("q", 0, lock=False)
     stop_writer = ctx.Value("b", 0, lock=False)
     stop_readers = ctx.Value("b", 0, lock=False)
     results = ctx.Queue()
     procs: list[Any] = []
+    writers: list[Any] = []
     try:
         w = ctx.Process(target=writer, args=(db_path, seed, ack, stop_writer, 1))
         w.start()
         procs.append(w)
+        writers.append(w)
         while ack.value < 50:  # the database exists and holds something
             if not w.is_alive():
                 raise AssertionError(f"writer exited with {w.exitcode}")
@@ -266,13 +271,14 @@ def soak(
         manifests = set()  # the manifests CURRENT named, polled: a lower bound of the writer's switches
         while time.monotonic() - start < seconds:
             if kill and not kills and time.monotonic() - start > seconds / 2:
-                w.kill()
+                os.killpg(w.pid, signal.SIGKILL)  # the writer and its workers, at once
                 w.join()
                 kills += 1
                 time.sleep(min(1.0, seconds / 10))  # readers read beside no writer
                 w = ctx.Process(target=writer, args=(db_path, seed, ack, stop_writer, ack.value + 1))
                 w.start()
                 procs.append(w)
+                writers.append(w)
             try:
                 manifests.add(read_current(db_path))
             except byrondbm.error:
@@ -306,8 +312,12 @@ def soak(
             if p.is_alive():
                 p.kill()
                 p.join()
-        if own:
-            shutil.rmtree(directory, ignore_errors=True)
+        for p in writers:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)  # a worker left by a killed writer
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------- costs
@@ -380,7 +390,7 @@ def measure(entries: int = 100_000, rounds: int = 5) -> dict[str, float]:
         r.refresh()
         refresh_10k = (time.perf_counter() - t) * 1e3
         t = time.perf_counter()
-        replay(w._engine._wal.path, Memtable(0), 0)  # type: ignore[attr-defined]
+        replay(w._engine._wal.path, Memtable(0), 0)  # type: ignore[union-attr]
         replay_10k = (time.perf_counter() - t) * 1e3
         t = time.perf_counter()
         for k in new:

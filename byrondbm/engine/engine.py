@@ -32,8 +32,8 @@ from ..options import Options
 from . import directory as dirs
 from . import filenames
 from .compactor import Compactor
-from .follower import Follower
 from .fileio import sync_dir
+from .follower import Follower
 from .iterators import concat, merge, merge_visible, prefix_bounds, visible
 from .manifest import ManifestState
 from .memtable import Memtable
@@ -699,7 +699,8 @@ class Engine:
 
     def _reader_get(self, key: bytes, read_negseq: Optional[int] = None) -> Optional[bytes]:
         """A reader's `get`: refreshes first when ``refresh_interval`` has passed; reads the (sequence
-        number, version) pair published together, or a snapshot's pinned version. Cost: `get`'s plus one call."""
+        number, version) pair published together, or a snapshot's pinned version.
+        Cost: `get`'s plus one call."""
         if self._closed:
             raise error("database is closed")
         if read_negseq is None:

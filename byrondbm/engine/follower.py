@@ -6,9 +6,9 @@ manifest lists (open), and for each live log an open descriptor, the offset afte
 and a memtable. `Follower.catch_up` brings all of it to the files' present state:
 
 1. CURRENT unchanged (one ``stat``), the manifest neither grown nor unlinked (one ``fstat``) and no log
-   grown (one ``fstat`` each): nothing is read. The manifest grown: only its new bytes are read and their edits folded into the state.
-   CURRENT naming another manifest (rotated once or many times, or a writer reopened): that manifest is
-   read whole. It starts with a snapshot of the whole state, so no edit is ever missed however often the
+   grown (one ``fstat`` each): nothing is read. The manifest grown: only its new bytes are read and their
+   edits folded into the state. CURRENT naming another manifest (rotated once or many times, or a writer
+   reopened): that manifest is read whole. It starts with a snapshot of the whole state, so no edit is ever missed however often the
    writer switched manifests between two catch-ups (RocksDB's secondary instances lost edits when a
    manifest switched twice between catch-ups; following CURRENT, never a guessed successor, avoids that).
 2. Tables: those the state lists and we lack are opened; those it no longer lists are dropped (a version
