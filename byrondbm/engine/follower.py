@@ -126,13 +126,21 @@ class Follower:
         return all(os.fstat(log.fd).st_size == log.size for log in self._logs.values())
 
     def _manifest_moved(self) -> bool:
+        """True when CURRENT changed, or the manifest grew or was unlinked, since we read them."""
+        if self._current_moved(self._current_id):
+            return True
         try:
-            c = os.stat(self._current)
             m = os.fstat(self._manifest_fd)
         except OSError:
             return True
-        return ((c.st_ino, c.st_mtime_ns, c.st_size) != self._current_id
-                or m.st_size != self._manifest_size or not m.st_nlink)
+        return m.st_size != self._manifest_size or not m.st_nlink
+
+    def _current_moved(self, current_id: tuple[int, int, int]) -> bool:
+        try:
+            c = os.stat(self._current)
+        except OSError:
+            return True
+        return (c.st_ino, c.st_mtime_ns, c.st_size) != current_id
 
     def _follow_manifest(self) -> None:
         """Fold the manifest's new edits in, or switch to the manifest CURRENT names now."""
@@ -152,8 +160,10 @@ class Follower:
                 raise
             try:
                 new_fd = os.open(path, _READ_FLAGS)
-            except FileNotFoundError:
-                raise _Moved from None  # rotated again since CURRENT was read
+            except FileNotFoundError as e:
+                if self._current_moved(current_id):
+                    raise _Moved from None  # rotated again since CURRENT was read
+                raise CorruptionError(f"cannot read manifest ({e.strerror})", path) from None
             new = os.fstat(new_fd)
             if st is not None and path == self._manifest and new.st_ino == st.st_ino:
                 os.close(new_fd)  # still the same manifest
