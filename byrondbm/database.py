@@ -170,6 +170,12 @@ class Database(_Scan, ScanViews, MutableMapping[bytes, bytes]):  # type: ignore[
         """Everything written so far is durable on disk when this returns."""
         self._engine.sync()
 
+    def refresh(self) -> None:
+        """A reader (flag ``'r'``) catches up with the writer: every write acknowledged before this call
+        is seen after it; scans and snapshots already taken keep their point in time. Costs a few ``stat``
+        calls when nothing changed. Does nothing in a writer (always current)."""
+        self._engine.refresh()
+
     def close(self) -> None:
         """Close (idempotent). Iterators still running raise `byrondbm.error` at their next step."""
         self._engine.close()

@@ -7,7 +7,7 @@ the wrong type `TypeError`, an out-of-range value `ValueError`, each message nam
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Optional
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -47,9 +47,21 @@ class Options:
     workers: int = 1
     """Worker processes that run flushes and compactions (started when first needed, stopped at close);
     0 runs them in this process (tests, tiny databases)."""
+    refresh_interval: Optional[float] = None
+    """Seconds: a reader (flag 'r') refreshes before a read when this long has passed since its last
+    refresh (None: only when `refresh()` is called). Writers ignore it."""
 
     def __post_init__(self) -> None:
+        interval = self.refresh_interval
+        if interval is not None:
+            if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+                raise TypeError(
+                    f"option 'refresh_interval' must be a number of seconds or None, not {type(interval).__name__}")
+            if not interval >= 0:
+                raise ValueError(f"option 'refresh_interval' must be >= 0 seconds or None, got {interval!r}")
         for f in dataclasses.fields(self):
+            if f.name == "refresh_interval":
+                continue
             value = getattr(self, f.name)
             kind, low, high = _RULES[f.name]
             if kind is str:

@@ -9,6 +9,10 @@ Locks, always taken in this order:
 - the version set's ``lock``: the manifest, the current `Version`, the table-level key count.
 
 Readers take no lock for point lookups: they read the current version (one reference) and use it.
+
+A database opened ``'r'`` is a *reader* beside a possible writer elsewhere: its state comes from a
+`Follower` (follower.py), which `refresh` brings up to date; its reads go through the reader-only methods
+at the end of this class, so the writer's hot path never pays for them.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from . import filenames
 from .backup import backup as backup_to
 from .compactor import Compactor
 from .fileio import sync_dir
+from .follower import Follower
 from .iterators import concat, merge, merge_visible, prefix_bounds, visible
-from .manifest import ManifestState, read_current
+from .manifest import ManifestState
 from .memtable import Memtable
 from .recovery import recover
 from .records import MAX_SEQ, Entry, Op, encode_batch
@@ -45,7 +50,6 @@ __all__ = ["Engine", "BUFFERED", "OS", "SYNC"]
 NEWEST = -MAX_SEQ  # read_negseq that sees every entry
 CLOSE_FLUSH_BYTES = 256 * 1024
 """close() writes the active memtable to L0 when it holds more than this, so a reopen replays little."""
-_READER_RETRIES = 20  # a reader's open retried while the writer changes the files it reads
 
 
 class Engine:
@@ -87,6 +91,11 @@ class Engine:
         self._memtable_size = options.memtable_size
         self._limit = 0  # a put takes the slow path (_admit) once the memtable's size reaches this
         self._inherited = 0  # user bytes of recovered memtables, counted in the session that wrote them
+        self._follower: Optional[Follower] = None  # a reader's catch-up (None in a writer)
+        self._pinned_versions: dict[int, Version] = {}  # a reader's pinned sequence number -> its version
+        self._refresh_interval = options.refresh_interval
+        self._next_refresh = 0.0  # monotonic time of a reader's next refresh by refresh_interval
+        self._view: tuple[int, Version]  # a reader's (-sequence number, version), published together
 
         try:
             dirs.prepare(directory, create and not read_only, replace, mode)
@@ -160,30 +169,23 @@ class Engine:
         self._vs.remove_obsolete_files()
 
     def _open_reader(self) -> None:
-        """Recover without a lock and without writing. A writer may retire a table or a log, or switch
-        manifests, between our reading the manifest and opening its files: that is retried, never
-        reported as damage; damage that stays put is raised."""
-        for attempt in range(_READER_RETRIES):
-            before = self._manifest_stamp()
-            try:
-                r = recover(self.directory, self._cache)
-                break
-            except CorruptionError:
-                if attempt == _READER_RETRIES - 1 or self._manifest_stamp() == before:
-                    raise
-        mem = r.memtables[-1] if r.memtables else Memtable(0)
-        imms = tuple(reversed(r.memtables[:-1]))
-        self._vs = VersionSet(self.directory, r.state, Version(mem, imms, r.levels), self._cache, self._mode)
-        self._mem = mem
-        self._last_seq = r.last_seq
-
-    def _manifest_stamp(self) -> tuple[str, int]:
-        """(CURRENT's manifest, its size): what changes when a writer records an edit."""
+        """Catch up from nothing, without a lock and without writing (follower.py): every write
+        acknowledged before the open began is seen. A writer retiring files meanwhile is followed, never
+        reported as damage. The reader's gets go through `_reader_get` (an instance attribute: the
+        writer's `get` stays as it is)."""
+        follower = Follower(self.directory, self._cache)
         try:
-            name = read_current(self.directory)
-            return name, os.path.getsize(self._path(name))
-        except OSError:
-            return "", -1
+            follower.catch_up(keep_old=False)
+        except BaseException:
+            follower.close()
+            raise
+        assert follower.version is not None
+        self._follower = follower
+        self._vs = VersionSet(self.directory, follower.state, follower.version, self._cache, self._mode)
+        self._publish()
+        self.get = self._reader_get  # type: ignore[method-assign]
+        if self._refresh_interval is not None:
+            self._next_refresh = time.monotonic() + self._refresh_interval
 
     def _release_lock(self) -> None:
         if self._lock is not None:
@@ -412,13 +414,18 @@ class Engine:
             seq = self._last_seq
             self._pins[seq] += 1
             self._pinned = True
-            return seq, self._vs.current
+            if self._follower is None:
+                return seq, self._vs.current
+            # A reader's scans and snapshots read the version of their pin: the writer compacts without
+            # knowing them, so a later version may lack what this sequence number sees.
+            return seq, self._pinned_versions.setdefault(seq, self._vs.current)
 
     def unpin(self, seq: int) -> None:
         with self._write_lock, self._pin_lock:
             self._pins[seq] -= 1
             if self._pins[seq] <= 0:
                 del self._pins[seq]
+                self._pinned_versions.pop(seq, None)
             self._pinned = bool(self._pins)
 
     def _smallest_snapshot(self) -> int:
@@ -444,8 +451,12 @@ class Engine:
         """
         if prefix is not None:
             start, stop = prefix_bounds(prefix, start, stop)
+        if self._follower is not None:
+            self._refresh_if_due()
         pinned, v = self.pin()
         read_seq = pinned if seq is None else seq
+        if seq is not None and self._follower is not None:
+            v = self._pinned_versions.get(seq, v)  # a reader's snapshot: the version pinned with it
         holder: list[weakref.finalize] = []
         gen: Iterator[tuple[bytes, bytes]]
         if start is not None and stop is not None and start >= stop:
@@ -498,6 +509,8 @@ class Engine:
     def count(self) -> int:
         """Exact number of live keys. Cost: O(1) after the first call following writes, else one lookup
         per key written since (each key's earlier liveness is resolved once, then remembered)."""
+        if self._follower is not None:
+            self._refresh_if_due()
         with self._write_lock:
             self.check_open()
             with self._vs.lock:
@@ -565,6 +578,8 @@ class Engine:
                 self._flush_at_close()
             if self._wal is not None:
                 self._wal.close(sync=True)
+            if self._follower is not None:
+                self._follower.close()
             if not self.read_only:
                 self._vs.close()
         finally:
@@ -659,6 +674,66 @@ class Engine:
             for level in range(1, MAX_LEVELS):
                 for t in v.levels[level]:
                     assert t.properties.max_seq <= self._last_seq
+
+    # ------------------------------------------------------------------ a reader's own
+
+    def refresh(self) -> None:
+        """Bring a reader to the writer's latest state: every write acknowledged before the call began is
+        seen when it returns. Scans and snapshots already taken keep their point in time. A writer is
+        always at its latest state: nothing to do.
+
+        Cost: a few ``stat`` calls when nothing changed; else the new manifest edits and log bytes are
+        read and new tables opened (never what was read before). Raises `byrondbm.error` if the database
+        was replaced or repaired under this reader, `CorruptionError` for damage."""
+        self.check_open()
+        follower = self._follower
+        if follower is None:
+            return
+        with self._write_lock:
+            if self._refresh_interval is not None:
+                self._next_refresh = time.monotonic() + self._refresh_interval
+            if follower.catch_up(keep_old=True):
+                with self._vs.lock:
+                    self._vs.state = follower.state
+                    self._publish()
+
+    def _publish(self) -> None:
+        """Install the follower's version and sequence number (under the write lock, or at open)."""
+        follower = self._follower
+        assert follower is not None and follower.version is not None
+        self._vs.current = follower.version
+        self._mem = follower.version.mem
+        self._last_seq = follower.last_seq
+        # One store: a lock-free get reads the pair at once, never a version newer than its sequence number
+        # (the writer may have compacted away entries an older sequence number needs).
+        self._view = (-follower.last_seq, follower.version)
+
+    def _refresh_if_due(self) -> None:
+        if self._refresh_interval is not None and time.monotonic() >= self._next_refresh:
+            self.refresh()
+
+    def _reader_get(self, key: bytes, read_negseq: Optional[int] = None) -> Optional[bytes]:
+        """A reader's `get`: refreshes first when ``refresh_interval`` has passed; reads the (sequence
+        number, version) pair published together, or a snapshot's pinned version.
+        Cost: `get`'s plus one call."""
+        if self._closed:
+            raise error("database is closed")
+        if read_negseq is None:
+            if self._refresh_interval is not None and time.monotonic() >= self._next_refresh:
+                self.refresh()
+            read_negseq, v = self._view
+        else:
+            v = self._pinned_versions.get(-read_negseq) or self._vs.current
+        # Engine.get's lookup, on the version chosen here (the writer's get keeps its own inline copy).
+        e = v.mem.get(key, read_negseq)
+        if e is None:
+            for m in v.imms:
+                e = m.get(key, read_negseq)
+                if e is not None:
+                    break
+            else:
+                e = v.find(key, read_negseq)
+        return None if e is None else e[2]
 
 
 def _opener(

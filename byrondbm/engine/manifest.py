@@ -202,10 +202,17 @@ def load(directory: str) -> tuple[ManifestState, str]:
         data = read_file(path)
     except OSError as e:
         raise CorruptionError(f"cannot read manifest ({e.strerror})", path) from None
-    records, _ = read_records(data, path)
-    if not records:
-        raise CorruptionError("manifest holds no valid edit", path)
     state = ManifestState()
+    if not apply_edits(state, data, path):
+        raise CorruptionError("manifest holds no valid edit", path)
+    return state, name
+
+
+def apply_edits(state: ManifestState, data: bytes, path: str) -> int:
+    """Fold the whole edits of ``data`` (a manifest, or the bytes after an edit boundary) into ``state``;
+    return how many bytes they span (a torn or unfinished last edit is left out, for the caller to read
+    again later). Damage raises `CorruptionError` naming ``path``."""
+    records, valid_end = read_records(data, path)
     for rtype, payload in records:
         if rtype != EDIT:
             raise CorruptionError(f"unknown manifest record type {rtype}", path)
@@ -213,7 +220,7 @@ def load(directory: str) -> tuple[ManifestState, str]:
             state.apply(decode_edit(payload))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise CorruptionError(f"malformed manifest edit ({e})", path) from None
-    return state, name
+    return valid_end
 
 
 class ManifestWriter:

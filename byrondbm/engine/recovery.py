@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable, Mapping
 
 from ..errors import CorruptionError
 from . import filenames
-from .manifest import ManifestState, load as load_manifest
+from .manifest import FileMeta, ManifestState, load as load_manifest
 from .memtable import Memtable
+from .records import Op
 from .sstable import BlockCache, TableReader
 from .version import MAX_LEVELS
 from .versionset import open_table
 from .wal import read_log
 
-__all__ = ["Recovered", "recover"]
+__all__ = ["Recovered", "apply_batches", "arrange", "recover", "table_metas"]
 
 
 @dataclasses.dataclass
@@ -40,21 +42,14 @@ def recover(directory: str, cache: BlockCache) -> Recovered:
     names = [n[: -len(filenames.TEMP_SUFFIX)] if n.endswith(filenames.TEMP_SUFFIX) else n for n in os.listdir(directory)]
     used = [p[1] for p in map(filenames.parse, names) if p is not None]  # a crashed temp file holds its number
     state.next_file = max([state.next_file] + [n + 1 for n in used])  # never reuse a number on disk
-    levels: list[list[TableReader]] = [[] for _ in range(MAX_LEVELS)]
+    tables: dict[int, TableReader] = {}
     try:
-        for level, files in state.levels.items():
-            if not 0 <= level < MAX_LEVELS:
-                raise CorruptionError(f"manifest names level {level}", filenames.path(directory, manifest_name))
-            for meta in files.values():
-                levels[level].append(open_table(directory, meta.number, cache, meta.file_size))
+        for meta in table_metas(state, filenames.path(directory, manifest_name)):
+            tables[meta.number] = open_table(directory, meta.number, cache, meta.file_size)
     except BaseException:
-        for tables in levels:
-            for t in tables:
-                t.close()
+        for t in tables.values():
+            t.close()
         raise
-    levels[0].sort(key=lambda t: -t.properties.max_seq)
-    for level in range(1, MAX_LEVELS):
-        levels[level].sort(key=lambda t: t.smallest)
     last = state.last_seq
     memtables = []
     for number in state.logs:
@@ -62,15 +57,42 @@ def recover(directory: str, cache: BlockCache) -> Recovered:
         last = replay(filenames.path(directory, filenames.log_name(number)), mem, last)
         mem.max_seq = last
         memtables.append(mem)
-    return Recovered(state, manifest_name, levels, memtables, last)
+    return Recovered(state, manifest_name, arrange(state, tables), memtables, last)
+
+
+def table_metas(state: ManifestState, manifest_path: str) -> list[FileMeta]:
+    """Every table ``state`` lists; a level out of range is damage of the manifest."""
+    for level in state.levels:
+        if not 0 <= level < MAX_LEVELS:
+            raise CorruptionError(f"manifest names level {level}", manifest_path)
+    return [meta for files in state.levels.values() for meta in files.values()]
+
+
+def arrange(state: ManifestState, tables: Mapping[int, TableReader]) -> list[list[TableReader]]:
+    """The open ``tables`` placed as ``state`` lists them: L0 newest first, sorted levels by key."""
+    levels: list[list[TableReader]] = [[] for _ in range(MAX_LEVELS)]
+    for level, files in state.levels.items():
+        levels[level] += [tables[n] for n in files]
+    levels[0].sort(key=lambda t: -t.properties.max_seq)
+    for level in range(1, MAX_LEVELS):
+        levels[level].sort(key=lambda t: t.smallest)
+    return levels
 
 
 def replay(path: str, mem: Memtable, last_seq: int) -> int:
-    """Put the log's records above ``last_seq`` into ``mem`` (older versions kept: a batch stays whole for
-    point reads); return the new last sequence number."""
+    """Put the log's records above ``last_seq`` into ``mem``; return the new last sequence number."""
     if not os.path.exists(path):
         raise CorruptionError("log listed in the manifest is missing", path)
     batches, _valid_end, _size = read_log(path)  # a torn tail is dropped with the log
+    return apply_batches(batches, mem, last_seq, path, keep_old=False)
+
+
+def apply_batches(
+    batches: Iterable[tuple[int, list[Op]]], mem: Memtable, last_seq: int, path: str, keep_old: bool
+) -> int:
+    """Put the log records ``batches`` above ``last_seq`` into ``mem``, in order; return the new last sequence
+    number. ``keep_old`` keeps the versions they overwrite (needed while anyone may read ``mem`` at an older
+    sequence number: a reader tailing a log under its own scans and snapshots). Cost: one store an op."""
     put = mem.put
     for first_seq, ops in batches:
         if first_seq + len(ops) - 1 <= last_seq:
@@ -78,6 +100,6 @@ def replay(path: str, mem: Memtable, last_seq: int) -> int:
         if first_seq <= last_seq:
             raise CorruptionError(f"log batch at sequence {first_seq} overlaps sequence {last_seq}", path)
         for i, (key, value) in enumerate(ops):
-            put((key, -(first_seq + i), value), False)
+            put((key, -(first_seq + i), value), keep_old)
         last_seq = first_seq + len(ops) - 1
     return last_seq
