@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Iterator
 import threading
 import time
 from zlib import crc32
@@ -36,7 +37,7 @@ from zlib import crc32
 from ..errors import CorruptionError, error
 from .fileio import sync_fd, write_all
 from .framing import frame, read_records
-from .records import Op, decode_batch
+from .records import Entry, Op, decode_batch
 
 WRITE = 1
 PUT = 2
@@ -254,6 +255,29 @@ def read_log(path: str) -> tuple[list[tuple[int, list[Op]]], int, int]:
         data = f.read()
     records, valid_end = read_records(data, path)
     return [decode_record(rtype, payload, path) for rtype, payload in records], valid_end, len(data)
+
+
+def read_entries(path: str, after_seq: int) -> Iterator[Entry]:
+    """Every write of the log at ``path`` numbered above ``after_seq``, as entries ``(key, -seq, value)`` in
+    log order (a flush job's replay: a PUT record is decoded inline, the rest by `decode_record`). A torn
+    tail is dropped; damage elsewhere raises `CorruptionError`."""
+    with open(path, "rb") as f:
+        data = f.read()
+    records, _valid_end = read_records(data, path)
+    size = _PUT_HEAD.size
+    unpack = _PUT_HEAD.unpack_from
+    for rtype, payload in records:
+        if rtype == PUT and len(payload) >= size:
+            seq, klen = unpack(payload)
+            end = size + klen
+            if end <= len(payload):
+                if seq > after_seq:
+                    yield payload[size:end], -seq, payload[end:]
+                continue
+        first_seq, ops = decode_record(rtype, payload, path)
+        for i, (key, value) in enumerate(ops):
+            if first_seq + i > after_seq:
+                yield key, -(first_seq + i), value
 
 
 def decode_record(rtype: int, payload: bytes, path: str) -> tuple[int, list[Op]]:
