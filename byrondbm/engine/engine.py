@@ -387,15 +387,7 @@ class Engine:
             raise error("database is closed")
         if read_negseq is None:
             read_negseq = -self._last_seq
-        v = self._vs.current
-        e = v.mem.get(key, read_negseq)  # the active memtable inline: the commonest hit of recent data
-        if e is None:
-            for m in v.imms:
-                e = m.get(key, read_negseq)
-                if e is not None:
-                    break
-            else:
-                e = v.find(key, read_negseq)
+        e = self._vs.current.get(key, read_negseq)
         return None if e is None else e[2]
 
     def _lookup(self, v: Version, key: bytes, skip_mems: int) -> Optional[Entry]:
@@ -724,15 +716,7 @@ class Engine:
             read_negseq, v = self._view
         else:
             v = self._pinned_versions.get(-read_negseq) or self._vs.current
-        # Engine.get's lookup, on the version chosen here (the writer's get keeps its own inline copy).
-        e = v.mem.get(key, read_negseq)
-        if e is None:
-            for m in v.imms:
-                e = m.get(key, read_negseq)
-                if e is not None:
-                    break
-            else:
-                e = v.find(key, read_negseq)
+        e = v.get(key, read_negseq)
         return None if e is None else e[2]
 
 

@@ -35,6 +35,18 @@ class Version:
         """(largest keys, tables) of each non-empty level >= 1, top down: what a point lookup walks."""
         self.has_tables = any(self.levels)
 
+    def get(self, key: bytes, read_negseq: int) -> Entry | None:
+        """Newest entry of ``key`` visible at ``read_negseq``: the active memtable, the immutable ones
+        (newest first), then the tables (`find`). The body of every point read, writer's and reader's."""
+        e = self.mem.get(key, read_negseq)
+        if e is None:
+            for m in self.imms:
+                e = m.get(key, read_negseq)
+                if e is not None:
+                    return e
+            return self.find(key, read_negseq)
+        return e
+
     def find(self, key: bytes, read_negseq: int) -> Entry | None:
         """Newest entry of ``key`` visible at ``read_negseq`` in the tables (memtables are the caller's):
         L0 newest first, then one table a sorted level, found by bisecting its largest keys.
