@@ -24,18 +24,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _hwm_mib(pid: int) -> float:
-    """Peak resident set size of a live process, from /proc (VmHWM)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def child(engine: str, n: int, path: str) -> dict:
     """Runs in the measuring process: fill, then the figures as a dict."""
     rnd = random.Random(2024)
@@ -67,7 +55,9 @@ def child(engine: str, n: int, path: str) -> dict:
     if engine == "byrondbm":
         stats = db.stats()
         result["write_amplification"] = stats["write_amplification"]
-        result["worker_peak_rss_mib"] = [round(_hwm_mib(pid), 1) for pid in stats["workers"]]
+        from byrondbm.bench.workloads import worker_peak_rss_mib
+
+        result["worker_peak_rss_mib"] = worker_peak_rss_mib(stats["workers"])
         result["levels_files"] = [level["files"] for level in stats["levels"]]
     result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     db.close()

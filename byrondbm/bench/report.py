@@ -229,6 +229,7 @@ def render_scale(result: dict[str, Any]) -> str:
         ("space amplification after compact", "space_amplification_after_compact", "{:.2f}"),
         ("RSS MiB before the fill (harness)", "rss_mib_at_start", "{:,.0f}"),
         ("peak RSS MiB of the process during this size", "peak_rss_mib", "{:,.0f}"),
+        ("peak RSS MiB of a worker process (after fill)", "worker_peak_rss_mib_after_fill", "{:,.0f}"),
     )
     body = [[name, *(fmt.format(result[l][key]) if result[l].get(key) is not None else "-" for l in labels)]
             for name, key, fmt in fields]

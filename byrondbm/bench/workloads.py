@@ -623,6 +623,19 @@ def _rss_mib() -> float | None:
         return None
 
 
+def worker_peak_rss_mib(pids: Iterable[int]) -> float | None:
+    """The largest peak resident set size (VmHWM) among the live processes ``pids`` (byrondbm's worker
+    processes); None when there are none or /proc cannot tell."""
+    peaks = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                peaks += [int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:")]
+        except (OSError, ValueError, IndexError):
+            continue
+    return max(peaks) if peaks else None
+
+
 def _reset_peak_rss() -> bool:
     """Restart the peak-RSS count (Linux >= 4.0: "5" into clear_refs), so each size's peak is its own."""
     try:
@@ -700,3 +713,4 @@ def _record(part: dict[str, Any], phase: str, h: Handle, path: str, user_bytes: 
         stats = h.stats()
         part[f"write_amplification_{phase}"] = stats.get("write_amplification")
         part[f"stats_{phase}"] = stats
+        part[f"worker_peak_rss_mib_{phase}"] = worker_peak_rss_mib(stats.get("workers", ()))

@@ -62,6 +62,8 @@ class Compactor:
         self._compact_lock = threading.Lock()
         self._jobs = itertools.count(1)
         self._stopping = False
+        self._flushing = False  # a flush job runs in a worker (or waits for one)
+        self._compacting = False  # likewise a compaction job
         self._threads: list[threading.Thread] = []
         self._wake = {"flush": threading.Event(), "compact": threading.Event()}
         self.error: Optional[BaseException] = None
@@ -107,14 +109,20 @@ class Compactor:
             self._changed()
 
     def stop(self) -> None:
-        """Stop the threads; kill running jobs (their outputs are temp files, removed at the next open)."""
+        """Stop the threads. A flush job already running in a worker finishes and is installed (close
+        would otherwise write that memtable again, in-process); a running compaction is killed (its outputs
+        are temp files, removed at the next open)."""
         self._stopping = True
+        self.wake()
+        if self._pool is not None and (self._compacting or not self._flushing):
+            self._pool.close()
+        for t in self._threads:  # the flusher first: it is the one that may still finish a job
+            t.join()
+            if self._pool is not None:
+                self._pool.close()
+        self._threads = []
         if self._pool is not None:
             self._pool.close()
-        self.wake()
-        for t in self._threads:
-            t.join()
-        self._threads = []
 
     def worker_pids(self) -> list[int]:
         return [] if self._pool is None else self._pool.pids()
@@ -167,12 +175,14 @@ class Compactor:
                 with self._vs.lock:  # no compaction may retire a table of `below` before it is held
                     below = self._below(self._vs.current)
                     held = self._vs.hold(t for level in below for t in level)
+                self._flushing = True
                 try:
                     result = self._run(FlushJob(
                         self._vs.directory, job, mem.log_number, self._vs.state.last_seq, self._smallest_snapshot(),
                         [[t.number for t in level] for level in below], self._options, self._mode,
                     ))
                 finally:
+                    self._flushing = False
                     self._vs.release(held)
             self._install_flush(mem, result)
             return True
@@ -277,10 +287,12 @@ class Compactor:
         lock (the background thread's or `compact_everything`'s)."""
         vs = self._vs
         held = vs.hold(inputs)
+        self._compacting = True
         try:
             result = self._run(CompactionJob(vs.directory, next(self._jobs), runs, self._smallest_snapshot(),
                                              base, self._options, self._mode))
         finally:
+            self._compacting = False
             vs.release(held)
         outputs = self._rename(result)
         levels_of = {t.number: k for k, ts in enumerate(vs.current.levels) for t in ts}
