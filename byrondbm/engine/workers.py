@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 from multiprocessing.connection import Connection
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import error
 
