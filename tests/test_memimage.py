@@ -149,3 +149,20 @@ def test_save_and_load_round_trip(tmp_path):
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) - 1)
     assert memimage.load(path, 7, log, 9) is None
+
+
+def test_a_reader_starts_from_the_images_too(tmp_path, monkeypatch):
+    path = str(tmp_path / "db")
+    model = _fill(path, 3000, memtable_size=1 << 20)
+    used = []
+    real = memimage.load
+
+    def spy(*args: object) -> object:
+        result = real(*args)  # type: ignore[arg-type]
+        used.append(result is not None)
+        return result
+
+    monkeypatch.setattr(memimage, "load", spy)
+    with byrondbm.open(path, "r") as db:
+        assert dict(db.items()) == model and len(db) == len(model)
+    assert used and all(used)
