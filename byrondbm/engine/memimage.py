@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 import zlib
+from array import array
 from collections.abc import Sequence
 from itertools import accumulate
+from operator import itemgetter
 
 from ..errors import CorruptionError
 from . import filenames
@@ -49,27 +52,22 @@ def save(directory: str, mem: Memtable, log_data: bytes, mode: int) -> None:
     place, no fsync (see the module's docstring). Cost: O(entries) in C plus one CRC of the log."""
     entries = mem.newest_entries()
     n = len(entries)
-    keys, negseqs, values = zip(*entries) if n else ((), (), ())
+    keys = list(map(itemgetter(0), entries))
+    values = list(map(itemgetter(2), entries))
     if mem.live == n:
         kinds = bytes([_VALUE]) * n
-        stored: Sequence[bytes] = values  # type: ignore[assignment]
+        stored: list[bytes] = values  # type: ignore[assignment]
     else:
         kinds = bytes([_TOMBSTONE if v is None else _VALUE for v in values])
         stored = [b"" if v is None else v for v in values]
+    columns = [array("I", map(len, keys)), array("I", map(len, stored)), array("q", map(itemgetter(1), entries))]
+    if sys.byteorder == "big":
+        for column in columns:
+            column.byteswap()
     head = _HEAD.pack(
         VERSION, mem.log_number, len(log_data), zlib.crc32(log_data), n, mem.size, mem.entries, mem.resolved, mem.prior_live
     )
-    payload = b"".join(
-        (
-            head,
-            struct.pack(f"<{n}I", *map(len, keys)),
-            struct.pack(f"<{n}I", *map(len, stored)),
-            struct.pack(f"<{n}q", *negseqs),
-            kinds,
-            *keys,
-            *stored,
-        )
-    )
+    payload = b"".join((head, *map(array.tobytes, columns), kinds, b"".join(keys), b"".join(stored)))
     name = filenames.image_name(mem.log_number)
     temp = filenames.path(directory, filenames.temp_name(name))
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
