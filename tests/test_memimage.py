@@ -166,3 +166,17 @@ def test_a_reader_starts_from_the_images_too(tmp_path, monkeypatch):
     with byrondbm.open(path, "r") as db:
         assert dict(db.items()) == model and len(db) == len(model)
     assert used and all(used)
+
+
+def test_close_during_background_flushes_loses_nothing(tmp_path):
+    """close() kills the flush jobs running in the worker: their memtables stay in their logs and images,
+    and the next session flushes them."""
+    path = str(tmp_path / "db")
+    options = dict(memtable_size=64 << 10, max_immutable_memtables=4, workers=1)
+    model = _fill(path, 20000, **options)
+    with byrondbm.open(path, "w", **options) as db:
+        assert len(db) == len(model)
+        assert dict(db.items()) == model
+        db.compact()
+        assert _files(path, "img") == []  # each flushed log's image went with it
+    assert not [n for n in os.listdir(path) if n.endswith(filenames.TEMP_SUFFIX)]
