@@ -180,3 +180,19 @@ def test_close_during_background_flushes_loses_nothing(tmp_path):
         db.compact()
         assert _files(path, "img") == []  # each flushed log's image went with it
     assert not [n for n in os.listdir(path) if n.endswith(filenames.TEMP_SUFFIX)]
+
+
+def test_a_reader_follows_a_writer_that_resumes_its_log(tmp_path):
+    path = str(tmp_path / "db")
+    model = _fill(path, 2000)
+    with byrondbm.open(path, "r") as reader:
+        assert dict(reader.items()) == model
+        with byrondbm.open(path, "w") as db:  # appends to the log the reader has read to its end
+            db[b"after"] = b"reopen"
+            del db[b"k000002"]
+            reader.refresh()
+            assert reader[b"after"] == b"reopen" and b"k000002" not in reader
+        reader.refresh()
+        model[b"after"] = b"reopen"
+        del model[b"k000002"]
+        assert dict(reader.items()) == model and len(reader) == len(model)
