@@ -27,6 +27,7 @@ from zlib import crc32
 from ...errors import CorruptionError, error
 from ..records import Entry
 from .block import (
+    MISSED_HINT,
     NEXT_BLOCK,
     BlockEntry,
     DecodedBlock,
@@ -59,6 +60,15 @@ from .hash_index import ABSENT, HashIndex
 _U32 = struct.Struct("<I")
 
 
+def _in_entries(entries: list[BlockEntry], key: bytes, read_negseq: int) -> BlockEntry | bool:
+    """`find_in_block` on a decoded block: the entry, `NEXT_BLOCK`, or `MISSED_HINT` when ``key`` has no
+    visible version here (absent from the block, or only newer versions followed by another key)."""
+    i = bisect_left(entries, (key, read_negseq))
+    if i == len(entries):
+        return NEXT_BLOCK if entries[-1][0] == key else MISSED_HINT
+    return entries[i] if entries[i][0] == key else MISSED_HINT
+
+
 class TableReader:
     """Read access to one immutable table; safe to use from many threads at once."""
 
@@ -69,6 +79,8 @@ class TableReader:
         self.bloom_negatives = 0
         self._cache = cache
         self._cache_get = cache.get
+        self._peek = cache.peek
+        self._cache_hit = cache.hit
         self._closed = False
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -136,58 +148,76 @@ class TableReader:
     def get(self, key: bytes, hashes: tuple[int, int], read_negseq: int) -> Entry | None:
         """The newest entry of ``key`` with ``negseq >= read_negseq``, a tombstone included, or None.
 
-        Cost: bloom probes, one hash bucket, one cache probe, then O(1) in the block when the bucket's slot is
-        exact (else two binary searches); on a cache miss one pread + CRC of the block, whose bytes are then
-        cached.
+        Cost: one hash bucket, which names the key's first entry for most present keys; when that entry's
+        block is cached, a check of the entry proves the key present (its bloom probes could only say yes,
+        so they are skipped) and the visible version is decoded: four `struct` unpacks, no Python frame but
+        `find_in_block`'s. Otherwise the bloom probes; then the block (by the bucket, else by bisecting the
+        index), one cache probe and a search of the block; on a cache miss one pread + CRC of the block,
+        whose bytes are then cached. The block cache counts a hit or a miss only for a block the lookup
+        uses after its bloom probes said "maybe" or its entry check proved the key there, so the counts
+        are those of a lookup that always asks the filter first.
         """
         if self._closed:
             raise error(f"table {self.path} is closed")
         self.bloom_checks += 1
-        # BloomFilter.may_contain, inlined: a call is ~10 % of a cached lookup.
-        m = self._bloom_m
-        bits = self._bloom_bits
-        h = hashes[0] % m
-        d = hashes[1] % m
-        for _ in self._bloom_probes:
-            if not bits[h >> 3] & (1 << (h & 7)):
-                self.bloom_negatives += 1
-                return None
-            h = (h + d) % m
-        slot = self._buckets[hashes[1] & self._bucket_mask]  # HashIndex.lookup, inlined but for its rare cases
-        if slot >= self._num_slots and self._lookup(hashes[1]) == ABSENT:  # (an empty bucket, or damage: raises)
-            return None
-        # The bucket names the slot of the first key hashing there, at or before this key's slot: right
-        # when its block is the one where this key would start; else search the index and the block.
-        b, hint = divmod(slot, self._stride)
+        h2 = hashes[1]
         keys = self._last_keys
-        if key > keys[b] or (b and keys[b - 1] >= key):
-            b = bisect_left(keys, key)
-            if b == self._num_blocks:
-                return None
-            hint = -1
-        entry: BlockEntry | bool | None
-        entries: list[BlockEntry]
-        while True:  # more than once only when the key's versions continue into the next block
-            block = self._cache_get(self._cache_base + b)
-            if block is None:
-                block = self._load_raw(b)
-            if block.__class__ is bytes:
-                entry = find_in_block(block, len(block) - TRAILER_SIZE, key, read_negseq, hint, self.path)  # type: ignore[arg-type]
+        slot = self._buckets[h2 & self._bucket_mask]
+        entry: BlockEntry | bool | None = MISSED_HINT
+        b = hint = -1
+        if slot < self._num_slots:
+            b, hint = divmod(slot, self._stride)  # the first entry of the first key hashing here
+            if key > keys[b] or (b and keys[b - 1] >= key):
+                b = hint = -1  # the key would start in another block
             else:
-                entries = block[0]  # type: ignore[index]
-                i = bisect_left(entries, (key, read_negseq))
-                entry = NEXT_BLOCK if i == len(entries) else entries[i] if entries[i][0] == key else None
-            if entry is not NEXT_BLOCK:
-                break
+                item = self._peek(self._cache_base + b)
+                if item is not None:
+                    block = item[0]
+                    if block.__class__ is bytes:
+                        entry = find_in_block(block, len(block) - TRAILER_SIZE, key, read_negseq, hint, self.path, False)  # type: ignore[arg-type]
+                        hint = -1
+                    else:
+                        entry = _in_entries(block[0], key, read_negseq)  # type: ignore[index]
+                if entry is not MISSED_HINT:
+                    self._cache_hit(self._cache_base + b)
+        if entry is MISSED_HINT:
+            # BloomFilter.may_contain, inlined: a call is ~10 % of a lookup.
+            m = self._bloom_m
+            bits = self._bloom_bits
+            h = hashes[0] % m
+            d = h2 % m
+            for _ in self._bloom_probes:
+                if not bits[h >> 3] & (1 << (h & 7)):
+                    self.bloom_negatives += 1
+                    return None
+                h = (h + d) % m
+            if slot >= self._num_slots and self._lookup(h2) == ABSENT:  # an empty bucket (or damage: raises)
+                return None
+            if b < 0:
+                b = bisect_left(keys, key)
+                if b == self._num_blocks:
+                    return None
+            entry = self._find(b, key, read_negseq, hint)
+        while entry is NEXT_BLOCK:  # the key's versions continue into the next block
             b += 1
             if b == self._num_blocks:
                 return None
-            hint = 0
+            entry = self._find(b, key, read_negseq, 0)
         if entry is None:
             return None
         if entry[2].__class__ is LargeValue:  # type: ignore[index]
             return (key, entry[1], self._read_large(entry[2]))  # type: ignore[index]
         return entry  # type: ignore[return-value]
+
+    def _find(self, b: int, key: bytes, read_negseq: int, hint: int) -> BlockEntry | bool | None:
+        """`find_in_block` on data block ``b``, from the cache or read (and cached) by `_load_raw`."""
+        block = self._cache_get(self._cache_base + b)
+        if block is None:
+            block = self._load_raw(b)
+        if block.__class__ is bytes:
+            return find_in_block(block, len(block) - TRAILER_SIZE, key, read_negseq, hint, self.path)  # type: ignore[arg-type]
+        entry = _in_entries(block[0], key, read_negseq)  # type: ignore[index]
+        return None if entry is MISSED_HINT else entry
 
     def iter(
         self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False, *, fill_cache: bool = True
