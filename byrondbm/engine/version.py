@@ -84,6 +84,43 @@ class Version:
         self.find: Lookup = _lookup((), self.levels)
         """``find(key, read_negseq)``: `get` in the tables only (the memtables are the caller's)."""
 
+    def get_many(self, keys: list[bytes], read_negseq: int) -> list[Entry | None]:
+        """`get` of each of ``keys`` (ascending): the memtables key by key, then each table once, with the
+        keys still unanswered that its range holds (`TableReader.get_many`: each of its blocks read once).
+        Cost: `get`'s per key, less a block fetch per key that shares a block with the key before it."""
+        out: list[Entry | None] = [None] * len(keys)
+        mems = ((self.mem,) if self.mem is not None else ()) + self.imms
+        pending: list[int] = []
+        for i, key in enumerate(keys):
+            for m in mems:
+                e = m.get(key, read_negseq)
+                if e is not None:
+                    out[i] = e
+                    break
+            else:
+                pending.append(i)
+        hashes = {i: key_hashes(keys[i]) for i in pending}
+        for level, tables in enumerate(self.levels):
+            if not pending:
+                break
+            pkeys = [keys[i] for i in pending]
+            answered = False
+            for t in tables if level == 0 else self.overlapping(level, pkeys[0], pkeys[-1]):
+                lo, hi = bisect_left(pkeys, t.smallest), bisect_right(pkeys, t.largest)
+                if level == 0:
+                    which = [i for i in pending[lo:hi] if out[i] is None]  # not answered by a newer L0 table
+                else:
+                    which = pending[lo:hi]
+                if which:
+                    found = t.get_many([keys[i] for i in which], [hashes[i] for i in which], read_negseq)
+                    for i, e in zip(which, found):
+                        if e is not None:
+                            out[i] = e
+                            answered = True
+            if answered:
+                pending = [i for i in pending if out[i] is None]
+        return out
+
     def with_memtables(self, mem: Memtable, imms: tuple[Memtable, ...]) -> "Version":
         return Version(mem, imms, self.levels)
 

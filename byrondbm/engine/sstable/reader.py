@@ -204,23 +204,62 @@ class TableReader:
                 b = bisect_left(keys, key)
                 if b == self._num_blocks:
                     return None
-            entry = self._find(b, key, read_negseq, hint)
+            entry = self._find(self._point_block(b), key, read_negseq, hint)
         while entry is NEXT_BLOCK:  # the key's versions continue into the next block
             b += 1
             if b == self._num_blocks:
                 return None
-            entry = self._find(b, key, read_negseq, 0)
+            entry = self._find(self._point_block(b), key, read_negseq, 0)
         if entry is None:
             return None
         if entry[2].__class__ is LargeValue:  # type: ignore[index]
             return (key, entry[1], self._read_large(entry[2]))  # type: ignore[index]
         return entry  # type: ignore[return-value]
 
-    def _find(self, b: int, key: bytes, read_negseq: int, hint: int) -> BlockEntry | bool | None:
-        """`find_in_block` on data block ``b``, from the cache or read (and cached) by `_load_raw`."""
+    def get_many(self, keys: list[bytes], hashes: list[tuple[int, int]], read_negseq: int) -> list[Entry | None]:
+        """`get` of each of ``keys`` (ascending, with their `key_hashes`): each data block is fetched at
+        most once and held while the keys in it are looked up, whatever the cache keeps. Cost per key: the
+        bloom probes and a hash bucket, then a bisection of the index and a search of the block."""
+        if self._closed:
+            raise error(f"table {self.path} is closed")
+        may_contain = self._bloom.may_contain
+        last_keys = self._last_keys
+        held_b = -1
+        held: bytes | DecodedBlock = b""
+        out: list[Entry | None] = []
+        for key, hs in zip(keys, hashes):
+            self.bloom_checks += 1
+            if not may_contain(hs):
+                self.bloom_negatives += 1
+                out.append(None)
+                continue
+            b = bisect_left(last_keys, key)
+            entry: BlockEntry | bool | None = None
+            if self._lookup(hs[1]) != ABSENT:
+                hint = -1
+                while b < self._num_blocks:
+                    if b != held_b:
+                        held, held_b = self._point_block(b), b
+                    entry = self._find(held, key, read_negseq, hint)
+                    if entry is not NEXT_BLOCK:
+                        break
+                    b += 1
+                    hint = 0
+            if entry is None or entry is NEXT_BLOCK:
+                out.append(None)
+            elif entry[2].__class__ is LargeValue:  # type: ignore[index]
+                out.append((key, entry[1], self._read_large(entry[2])))  # type: ignore[index]
+            else:
+                out.append(entry)  # type: ignore[arg-type]
+        return out
+
+    def _point_block(self, b: int) -> bytes | DecodedBlock:
+        """Data block ``b`` as the cache holds it (a counted probe), else read and cached by `_load_raw`."""
         block = self._cache_get(self._cache_base + b)
-        if block is None:
-            block = self._load_raw(b)
+        return self._load_raw(b) if block is None else block  # type: ignore[return-value]
+
+    def _find(self, block: bytes | DecodedBlock, key: bytes, read_negseq: int, hint: int) -> BlockEntry | bool | None:
+        """`find_in_block` on a data block in either of its cached forms."""
         if block.__class__ is bytes:
             return find_in_block(block, len(block) - TRAILER_SIZE, key, read_negseq, hint, self.path)  # type: ignore[arg-type]
         entry = _in_entries(block[0], key, read_negseq)  # type: ignore[index]
