@@ -151,14 +151,15 @@ class TableReader:
     def get(self, key: bytes, hashes: tuple[int, int], read_negseq: int) -> Entry | None:
         """The newest entry of ``key`` with ``negseq >= read_negseq``, a tombstone included, or None.
 
-        Cost: one hash bucket, which names the key's first entry for most present keys; when that entry's
-        block is cached, a check of the entry proves the key present (its bloom probes could only say yes,
-        so they are skipped) and the visible version is decoded: four `struct` unpacks, no Python frame but
-        `find_in_block`'s. Otherwise the bloom probes; then the block (by the bucket, else by bisecting the
-        index), one cache probe and a search of the block; on a cache miss one pread + CRC of the block,
-        whose bytes are then cached. The block cache counts a hit or a miss only for a block the lookup
-        uses after its bloom probes said "maybe" or its entry check proved the key there, so the counts
-        are those of a lookup that always asks the filter first.
+        Cost: the bloom filter's first probe (which turns away ~60 % of absent keys); then the key's home
+        and second hash buckets, one of which names the key's first entry for ~75 % of present keys: when
+        that entry's block is cached, a check of the entry proves the key present (the other bloom probes
+        could only say yes, so they are skipped) and the visible version is decoded, with four `struct`
+        unpacks and no Python frame but `find_in_block`'s and `BlockCache.hit`'s. Otherwise the other bloom
+        probes; then the block (the bucket's, else by bisecting the index), one cache probe and a search of
+        the block; on a cache miss one pread + CRC of the block, whose bytes are then cached. The cache
+        counts a hit or a miss only for a block used after the bloom probes said "maybe" or an entry check
+        proved the key there: the counts of a lookup that always asks the filter first.
         """
         if self._closed:
             raise error(f"table {self.path} is closed")
@@ -173,24 +174,34 @@ class TableReader:
             return None
         h2 = hashes[1]
         keys = self._last_keys
-        slot = self._buckets[h2 & self._bucket_mask]
+        buckets = self._buckets
+        mask = self._bucket_mask
+        num_slots = self._num_slots
+        slot = buckets[h2 & mask]  # the key's home bucket: EMPTY proves it absent
         entry: BlockEntry | bool | None = MISSED_HINT
         b = hint = -1
-        if slot < self._num_slots:
-            b, hint = divmod(slot, self._stride)  # the first entry of the first key hashing here
-            if key > keys[b] or (b and keys[b - 1] >= key):
-                b = hint = -1  # the key would start in another block
-            else:
+        if slot < num_slots:
+            # Each bucket names the first entry of some key (hash_index.py): the key's, if it is in the
+            # block where the key would start and checks out there.
+            for s in (slot, buckets[(h2 >> 32) & mask]):
+                if s >= num_slots:
+                    break
+                at, s_hint = divmod(s, self._stride)
+                if key > keys[at] or (at and keys[at - 1] >= key):
+                    continue  # that key starts in another block
+                b, hint = at, s_hint
                 item = self._peek(self._cache_base + b)
-                if item is not None:
-                    block = item[0]
-                    if block.__class__ is bytes:
-                        entry = find_in_block(block, len(block) - TRAILER_SIZE, key, read_negseq, hint, self.path, False)  # type: ignore[arg-type]
-                        hint = -1
-                    else:
-                        entry = _in_entries(block[0], key, read_negseq)  # type: ignore[index]
+                if item is None:
+                    break  # not cached: read (with the hint) only once the bloom probes say "maybe"
+                block = item[0]
+                if block.__class__ is bytes:
+                    entry = find_in_block(block, len(block) - TRAILER_SIZE, key, read_negseq, hint, self.path, False)  # type: ignore[arg-type]
+                else:
+                    entry = _in_entries(block[0], key, read_negseq)  # type: ignore[index]
+                hint = -1
                 if entry is not MISSED_HINT:
                     self._cache_hit(self._cache_base + b)
+                    break
         if entry is MISSED_HINT:
             d = h2 % m
             for _ in self._bloom_rest:
@@ -198,18 +209,27 @@ class TableReader:
                 if not bits[h >> 3] & (1 << (h & 7)):
                     self.bloom_negatives += 1
                     return None
-            if slot >= self._num_slots and self._lookup(h2) == ABSENT:  # an empty bucket (or damage: raises)
+            if slot >= num_slots and self._lookup(h2) == ABSENT:  # an empty home bucket (or damage: raises)
                 return None
             if b < 0:
                 b = bisect_left(keys, key)
                 if b == self._num_blocks:
                     return None
-            entry = self._find(self._point_block(b), key, read_negseq, hint)
-        while entry is NEXT_BLOCK:  # the key's versions continue into the next block
+        while True:  # more than once only when the key's versions continue into the next block
+            if entry is MISSED_HINT:
+                # (a block is never empty: ``or`` reads it only on a miss)
+                block = self._cache_get(self._cache_base + b) or self._load_raw(b)
+                if block.__class__ is bytes:
+                    entry = find_in_block(block, len(block) - TRAILER_SIZE, key, read_negseq, hint, self.path)  # type: ignore[arg-type]
+                else:
+                    entry = self._find(block, key, read_negseq, hint)
+            if entry is not NEXT_BLOCK:
+                break
             b += 1
             if b == self._num_blocks:
                 return None
-            entry = self._find(self._point_block(b), key, read_negseq, 0)
+            entry = MISSED_HINT
+            hint = 0
         if entry is None:
             return None
         if entry[2].__class__ is LargeValue:  # type: ignore[index]
@@ -225,7 +245,7 @@ class TableReader:
         may_contain = self._bloom.may_contain
         last_keys = self._last_keys
         held_b = -1
-        held: bytes | DecodedBlock = b""
+        held: bytes | DecodedBlock | object = b""
         out: list[Entry | None] = []
         for key, hs in zip(keys, hashes):
             self.bloom_checks += 1
@@ -239,7 +259,7 @@ class TableReader:
                 hint = -1
                 while b < self._num_blocks:
                     if b != held_b:
-                        held, held_b = self._point_block(b), b
+                        held, held_b = self._cache_get(self._cache_base + b) or self._load_raw(b), b
                     entry = self._find(held, key, read_negseq, hint)
                     if entry is not NEXT_BLOCK:
                         break
@@ -252,11 +272,6 @@ class TableReader:
             else:
                 out.append(entry)  # type: ignore[arg-type]
         return out
-
-    def _point_block(self, b: int) -> bytes | DecodedBlock:
-        """Data block ``b`` as the cache holds it (a counted probe), else read and cached by `_load_raw`."""
-        block = self._cache_get(self._cache_base + b)
-        return self._load_raw(b) if block is None else block  # type: ignore[return-value]
 
     def _find(self, block: bytes | DecodedBlock, key: bytes, read_negseq: int, hint: int) -> BlockEntry | bool | None:
         """`find_in_block` on a data block in either of its cached forms."""
