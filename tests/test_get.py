@@ -23,8 +23,6 @@ from byrondbm.engine.sstable.block import (
 from byrondbm.engine.sstable.cache import BlockCache
 from byrondbm.engine.sstable.format import TRAILER_SIZE
 
-from conftest import SMALL
-
 
 def block_of(entries: list[tuple[bytes, int, bytes | None]]) -> bytes:
     """A data block (contents + a dummy trailer) of ``(key, negseq, value | None)`` in entry order."""
@@ -93,11 +91,11 @@ def test_peek_neither_counts_nor_refreshes_and_hit_does_both() -> None:
     cache._check()
 
 
-def test_gets_see_every_version_at_every_snapshot(tmp_path: Path) -> None:
+def test_gets_see_every_version_at_every_snapshot(tmp_path: Path, small: dict) -> None:
     """Many versions of one key, spread over several blocks by the snapshots that keep them; tombstones
     among them; big values; read by the hint path (cached blocks) and cold."""
     for cache in (1 << 22, 0):
-        with byrondbm.open(tmp_path / str(cache), "c", block_cache_size=cache, **SMALL) as db:
+        with byrondbm.open(tmp_path / str(cache), "c", block_cache_size=cache, **small) as db:
             for i in range(300):
                 db[b"f%04d" % i] = b"filler" * 10
             snaps, seen = [], []
@@ -118,9 +116,9 @@ def test_gets_see_every_version_at_every_snapshot(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("cache", [1 << 22, 0])
-def test_get_many_agrees_with_get_over_every_source(tmp_path: Path, cache: int) -> None:
+def test_get_many_agrees_with_get_over_every_source(tmp_path: Path, cache: int, small: dict) -> None:
     rng = random.Random(cache)
-    with byrondbm.open(tmp_path / "db", "c", block_cache_size=cache, **SMALL) as db:
+    with byrondbm.open(tmp_path / "db", "c", block_cache_size=cache, **small) as db:
         model: dict[bytes, bytes] = {}
         for step in range(6000):  # memtables, L0 and sorted levels, overwrites and deletions
             k = b"k%05d" % rng.randrange(3000)
