@@ -126,7 +126,7 @@ class Database(_Scan, ScanViews, MutableMapping[bytes, bytes]):  # type: ignore[
         self._engine.put(k, None)
 
     def __contains__(self, key: object) -> bool:
-        return self._engine.get(to_bytes(key)) is not None
+        return self._engine.get(key if type(key) is bytes else to_bytes(key)) is not None
 
     def __len__(self) -> int:
         """Exact; O(1) except right after writes (see Engine.count)."""

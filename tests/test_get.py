@@ -98,7 +98,8 @@ def test_gets_see_every_version_at_every_snapshot(tmp_path: Path, small: dict) -
         with byrondbm.open(tmp_path / str(cache), "c", block_cache_size=cache, **small) as db:
             for i in range(300):
                 db[b"f%04d" % i] = b"filler" * 10
-            snaps, seen = [], []
+            snaps: list[byrondbm.Snapshot] = []
+            seen: list[bytes | None] = []
             for v in range(60):
                 if v % 7 == 3:
                     del db[b"key"]
@@ -127,12 +128,13 @@ def test_get_many_agrees_with_get_over_every_source(tmp_path: Path, cache: int, 
                 model.pop(k, None)
             else:
                 model[k] = db[k] = b"%d" % step
-        asked = [b"k%05d" % rng.randrange(3200) for _ in range(2000)] + [b"k00010", b"k00010", "k00011", b""]
+        asked: list[bytes | str] = [b"k%05d" % rng.randrange(3200) for _ in range(2000)]
+        asked += [b"k00010", b"k00010", "k00011", b""]
         want = [model.get(k.encode() if isinstance(k, str) else k) for k in asked]
         assert db.get_many(asked) == want == [db.get(k) for k in asked]
         with db.snapshot() as snap:
-            for k in asked[:300]:
-                db[k] = b"later"
+            for key in asked[:300]:
+                db[key] = b"later"
             assert snap.get_many(asked) == want
         assert db.get_many([]) == []
         want = db.get_many(asked)

@@ -245,7 +245,7 @@ class TableReader:
         may_contain = self._bloom.may_contain
         last_keys = self._last_keys
         held_b = -1
-        held: bytes | DecodedBlock | object = b""
+        held: object = b""
         out: list[Entry | None] = []
         for key, hs in zip(keys, hashes):
             self.bloom_checks += 1
@@ -273,11 +273,11 @@ class TableReader:
                 out.append(entry)  # type: ignore[arg-type]
         return out
 
-    def _find(self, block: bytes | DecodedBlock, key: bytes, read_negseq: int, hint: int) -> BlockEntry | bool | None:
-        """`find_in_block` on a data block in either of its cached forms."""
+    def _find(self, block: object, key: bytes, read_negseq: int, hint: int) -> BlockEntry | bool | None:
+        """`find_in_block` on a data block in either of its cached forms (bytes, or `DecodedBlock`)."""
         if block.__class__ is bytes:
             return find_in_block(block, len(block) - TRAILER_SIZE, key, read_negseq, hint, self.path)  # type: ignore[arg-type]
-        entry = _in_entries(block[0], key, read_negseq)  # type: ignore[index]
+        entry = _in_entries(block[0], key, read_negseq)  # type: ignore[index, arg-type]
         return None if entry is MISSED_HINT else entry
 
     def iter(
