@@ -405,6 +405,29 @@ class Engine:
         e = self._vs.current.get(key, read_negseq)
         return None if e is None else e[2]
 
+    def get_many(self, keys: list[bytes], read_negseq: Optional[int] = None) -> list[Optional[bytes]]:
+        """The values of ``keys`` (any order) as of one moment, ``-read_negseq`` (a snapshot's) or by default
+        the last published write; None for an absent key. The keys are looked up in ascending order
+        (`Version.get_many`), so each table's blocks are read once. Cost: a sort, then `get`'s per key
+        less the block fetches the keys share."""
+        if self._closed:
+            raise error("database is closed")
+        if read_negseq is None:
+            if self._follower is None:
+                read_negseq, v = -self._last_seq, self._vs.current
+            else:
+                if self._refresh_interval is not None and time.monotonic() >= self._next_refresh:
+                    self.refresh()
+                read_negseq, v = self._view
+        else:
+            v = self._pinned_versions.get(-read_negseq) or self._vs.current
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        values: list[Optional[bytes]] = [None] * len(keys)
+        for i, e in zip(order, v.get_many([keys[i] for i in order], read_negseq)):
+            if e is not None:
+                values[i] = e[2]
+        return values
+
     def _lookup(self, v: Version, key: bytes, skip_mems: int) -> Optional[Entry]:
         """Newest entry of ``key`` below the ``skip_mems`` newest memtables of ``v``."""
         for m in ((v.mem,) + v.imms)[skip_mems:]:
