@@ -5,8 +5,9 @@
 #   1. Copies the checked-out tree (the tracked files, as they are in the work tree) twice into a temporary
 #      directory: "pure" and "compiled".
 #   2. Compiles MODULES in the "compiled" copy with mypyc (timed), then checks that Python imports the .so
-#      files from that copy, and that the background worker processes (flushes, compactions: they are
-#      started with `python -c` and import byrondbm from where the parent did) map them too.
+#      files from that copy (it stops if not). The background worker processes (flushes, compactions) are
+#      started with `python -c` and import byrondbm from where the parent did: the fill probe reports how
+#      many of the compiled .so files they have mapped ("worker .so", 0 for the pure copy).
 #   3. Optionally (--test) runs a few test modules against the compiled copy.
 #   4. For ROUNDS rounds, pure and compiled alternately (pure first in odd rounds, compiled first in even
 #      ones, so drift in the machine's load hits both alike):
