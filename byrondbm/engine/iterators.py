@@ -65,46 +65,43 @@ def merge_runs(sources: Sequence[Iterable[Run]], reverse: bool = False) -> Itera
     Cost: O(k) Python steps a round for k sources, O(log k) C comparisons an entry. Sequence numbers are
     unique, so no two entries compare equal and values are never compared.
     """
-    live: list[list] = []  # [run, lo, hi (the part not yet used: run[lo:hi]), the source's iterator]
-    for source in sources:
-        it = iter(source)
-        first = next((r for r in it if r), None)
-        if first is not None:
-            live.append([first, 0, len(first), it])
-    while len(live) > 1:
-        exhausted = False
+    live: list[list] = [[None, 0, 0, iter(source)] for source in sources]  # [run, lo, hi, iterator]
+    while True:
+        # Refill the sources whose run the last round used up; only now, so a scan that stops after a
+        # round never reads further.
+        for x in live:
+            if x[0] is None:
+                run = next((r for r in x[3] if r), None)
+                x[0], x[1], x[2] = run, 0, 0 if run is None else len(run)
+        live = [x for x in live if x[0] is not None]
+        if len(live) < 2:
+            break
         batch: Run = []
         if reverse:
             bound = max([x[0][x[1]] for x in live])
             for x in live:
-                run, lo, hi, it = x
+                run, lo, hi, _ = x
                 cut = bisect_left(run, bound, lo, hi)
                 batch += run[cut:hi] if cut or hi < len(run) else run
                 if cut == lo:
-                    x[0] = run = next((r for r in it if r), None)
-                    x[1], x[2] = 0, 0 if run is None else len(run)
-                    exhausted = exhausted or run is None
+                    x[0] = None
                 else:
                     x[2] = cut
         else:
             bound = min([x[0][x[2] - 1] for x in live])
             for x in live:
-                run, lo, hi, it = x
+                run, lo, hi, _ = x
                 cut = bisect_right(run, bound, lo, hi)
                 batch += run[lo:cut] if lo or cut < len(run) else run
                 if cut == hi:
-                    x[0] = run = next((r for r in it if r), None)
-                    x[1], x[2] = 0, 0 if run is None else len(run)
-                    exhausted = exhausted or run is None
+                    x[0] = None
                 else:
                     x[1] = cut
-        if exhausted:
-            live = [x for x in live if x[0] is not None]
         batch.sort()
         yield batch
     if live:
         run, lo, hi, it = live[0]
-        yield run[lo:hi]
+        yield run[lo:hi] if lo or hi < len(run) else run
         yield from it
 
 
@@ -135,12 +132,13 @@ def newest(runs: Iterable[Union[Run, Clean]], read_negseq: int, reverse: bool = 
                 yield zip(keys, values)
                 continue
             out: list[Pair] = []
+            add = out.append
             for key, negseq, value in run:  # type: ignore[misc]
                 if negseq < read_negseq or key == prev:
                     continue
                 prev = key
                 if value is not None:
-                    out.append((key, value))
+                    add((key, value))
             if out:
                 yield out
         return
@@ -161,10 +159,11 @@ def newest(runs: Iterable[Union[Run, Clean]], read_negseq: int, reverse: bool = 
                 cur, cur_value = keys[0], values[0]
             continue
         out = []
+        add = out.append
         for key, negseq, value in reversed(run):  # type: ignore[arg-type]
             if key != cur:
                 if cur_value is not None:
-                    out.append((cur, cur_value))  # type: ignore[arg-type]
+                    add((cur, cur_value))  # type: ignore[arg-type]
                 cur, cur_value = key, None
             if negseq >= read_negseq:
                 cur_value = value

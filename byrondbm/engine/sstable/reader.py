@@ -253,8 +253,8 @@ class TableReader:
             held += j - i
             if held >= target:
                 yield _joined(parts, reverse)
+                target = min(2 * (target or held), RUN)
                 parts, held = [], 0
-                target = min(2 * target or 2 * held, RUN)
         if parts:
             yield _joined(parts, reverse)
 
