@@ -160,7 +160,7 @@ class Memtable:
                 if reverse:
                     keys.reverse()
                 found = list(map(get, keys))
-            if not self.one_version and list in map(type, found):  # one_version never comes back
+            if list in map(type, found):  # (a put may turn an entry into a list at any moment)
                 run: list[Entry] = []
                 for e in found:
                     if type(e) is list:

@@ -13,8 +13,8 @@ reverse, through one pipeline (iterators.py's protocol):
 
 A scan pins its sequence number (old versions it needs survive writes, flushes and compactions) and must
 release the pin exactly once, however it ends: run to the end, raising, abandoned, or never started.
-`scan`'s generator releases it in its ``finally``; a ``weakref.finalize`` on that generator releases one
-dropped before it started. A database closed while a scan runs makes the scan raise `byrondbm.error` at
+`scan`'s generator releases it in its ``finally``, which it enters before the scan is handed out, so that
+closing or collecting a scan never started runs it too. A database closed while a scan runs makes the scan raise `byrondbm.error` at
 its next step that needs another run of pairs: the pairs already handed over are the scan's, correct as of
 its call.
 
@@ -25,7 +25,6 @@ Python step an entry only where entries need filtering (merged runs, or blocks t
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from itertools import chain
@@ -101,18 +100,19 @@ def scan(
     except BaseException:
         release()
         raise
-    done: list[weakref.finalize] = []
-    gen = _handed_out(parts, alive, done, keys_only)
-    done.append(weakref.finalize(gen, release))
+    gen = _handed_out(parts, alive, release, keys_only)
+    next(gen)  # into its try: from now on closing it, or collecting it, runs its finally
     return chain.from_iterable(gen)
 
 
 def _handed_out(
-    parts: Iterator[Iterable[Pair]], alive: list[bool], done: list[weakref.finalize], keys_only: bool
+    parts: Iterator[Iterable[Pair]], alive: list[bool], release: Callable[[], object], keys_only: bool
 ) -> Iterator[Iterable[Any]]:
-    """``parts`` checked against ``alive`` before each; ``done[0]`` (the finalizer, which runs once) is
-    called when the scan ends: exhausted, raising, or closed by the garbage collector."""
+    """``parts`` checked against ``alive`` before each, after a first empty part that `scan` takes at once;
+    ``release`` is called when the scan ends: exhausted, raising, or closed (by ``close()`` or by the
+    garbage collector, even before its first step)."""
     try:
+        yield ()
         if not alive[0]:
             raise error("database was closed during iteration")
         for part in parts:
@@ -120,4 +120,4 @@ def _handed_out(
                 raise error("database was closed during iteration")
             yield map(_KEY, part) if keys_only else part
     finally:
-        done[0]()
+        release()
