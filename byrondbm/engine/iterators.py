@@ -23,15 +23,15 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain
-from typing import Optional, Protocol, Tuple, Union
+from typing import Optional, Protocol, Tuple, TypeVar, Union, cast, overload
 
 from .records import Entry
 
+C = TypeVar("C")
 Run = list[Entry]
 """Entries in entry order (the consumer must not change it: it may be a cached block's list)."""
 Clean = Tuple[Sequence[bytes], Sequence[bytes]]
 """The keys and values of a clean run: every entry visible to the reader, none a tombstone, one a key."""
-Runs = Iterator[Union[Run, Clean]]
 Pair = Tuple[bytes, bytes]
 Chunks = Iterable[Run]
 """A stream of runs in forward order (what compactions and backups merge)."""
@@ -41,13 +41,19 @@ class Source(Protocol):
     """What memtables, tables and levels provide: their entries of ``[start, stop)`` as runs, forward or
     reverse (see the module docstring), lazily. With ``read_negseq`` a run may come as `Clean`."""
 
+    @overload
     def chunks(
         self, start: Optional[bytes] = None, stop: Optional[bytes] = None, reverse: bool = False,
-        read_negseq: Optional[int] = None,
-    ) -> Runs: ...
+        read_negseq: None = None,
+    ) -> Iterator[Run]: ...
+
+    @overload
+    def chunks(
+        self, start: Optional[bytes], stop: Optional[bytes], reverse: bool, read_negseq: int
+    ) -> Iterator[Union[Run, Clean]]: ...
 
 
-def concat(openers: Iterable[Callable[[], Iterator[Union[Run, Clean]]]]) -> Iterator[Union[Run, Clean]]:
+def concat(openers: Iterable[Callable[[], Iterator[C]]]) -> Iterator[C]:
     """Chain the runs of non-overlapping sources (in the stream's order), opening each only when reached,
     so a short scan touches only the tables it needs."""
     for open_runs in openers:
@@ -119,11 +125,13 @@ def newest(runs: Iterable[Union[Run, Clean]], read_negseq: int, reverse: bool = 
     versions arrive oldest first, so the smallest key of a run stays pending until a run starting below it
     shows it has no newer version. A `Clean` run costs no Python step a pair.
     """
+    keys: Sequence[bytes]
+    values: Sequence[bytes]
     if not reverse:
         prev: Optional[bytes] = None
         for run in runs:
             if run.__class__ is tuple:
-                keys, values = run  # type: ignore[misc]
+                keys, values = cast(Clean, run)
                 if keys[0] == prev:  # the older versions of a decided key end where this run starts
                     keys, values = keys[1:], values[1:]
                     if not keys:
@@ -133,7 +141,7 @@ def newest(runs: Iterable[Union[Run, Clean]], read_negseq: int, reverse: bool = 
                 continue
             out: list[Pair] = []
             add = out.append
-            for key, negseq, value in run:  # type: ignore[misc]
+            for key, negseq, value in cast(Run, run):
                 if negseq < read_negseq or key == prev:
                     continue
                 prev = key
@@ -142,35 +150,35 @@ def newest(runs: Iterable[Union[Run, Clean]], read_negseq: int, reverse: bool = 
             if out:
                 yield out
         return
-    cur: Optional[bytes] = None  # the pending key, and its newest visible value so far
+    cur = b""  # the pending key, and its newest visible value so far (None: none yet, or none pending)
     cur_value: Optional[bytes] = None
     for run in runs:
         if run.__class__ is tuple:
-            keys, values = run  # type: ignore[misc]
+            keys, values = cast(Clean, run)
             hi = len(keys)
             if keys[hi - 1] == cur:  # a newer, visible version of the pending key
                 cur_value = values[hi - 1]
                 hi -= 1
             if hi:
                 if cur_value is not None:
-                    yield ((cur, cur_value),)  # type: ignore[arg-type]
+                    yield ((cur, cur_value),)
                 if hi > 1:
                     yield zip(keys[hi - 1 : 0 : -1], values[hi - 1 : 0 : -1])
                 cur, cur_value = keys[0], values[0]
             continue
         out = []
         add = out.append
-        for key, negseq, value in reversed(run):  # type: ignore[arg-type]
+        for key, negseq, value in reversed(cast(Run, run)):
             if key != cur:
                 if cur_value is not None:
-                    add((cur, cur_value))  # type: ignore[arg-type]
+                    add((cur, cur_value))
                 cur, cur_value = key, None
             if negseq >= read_negseq:
                 cur_value = value
         if out:
             yield out
     if cur_value is not None:
-        yield ((cur, cur_value),)  # type: ignore[arg-type]
+        yield ((cur, cur_value),)
 
 
 def visible(entries: Iterable[Entry], read_negseq: int, reverse: bool = False) -> Iterator[Pair]:

@@ -29,10 +29,10 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from itertools import chain
 from operator import itemgetter
-from typing import Any, Optional
+from typing import Any, Optional, Union, overload
 
 from ..errors import error
-from .iterators import Pair, Source, concat, merge_runs, newest
+from .iterators import Clean, Pair, Run, Source, concat, merge_runs, newest
 from .sstable import TableReader
 from .version import MAX_LEVELS, Version
 
@@ -47,12 +47,23 @@ class Level:
     def __init__(self, tables: list[TableReader]) -> None:
         self.tables = tables
 
+    @overload
+    def chunks(
+        self, start: Optional[bytes] = None, stop: Optional[bytes] = None, reverse: bool = False,
+        read_negseq: None = None,
+    ) -> Iterator[Run]: ...
+
+    @overload
+    def chunks(
+        self, start: Optional[bytes], stop: Optional[bytes], reverse: bool, read_negseq: int
+    ) -> Iterator[Union[Run, Clean]]: ...
+
     def chunks(
         self, start: Optional[bytes] = None, stop: Optional[bytes] = None, reverse: bool = False,
         read_negseq: Optional[int] = None,
-    ) -> Iterator[Any]:
+    ) -> Iterator[Union[Run, Clean]]:
         tables = reversed(self.tables) if reverse else self.tables
-        return concat(partial(t.chunks, start, stop, reverse, read_negseq) for t in tables)
+        return concat(partial(t.chunks, start, stop, reverse, read_negseq) for t in tables)  # type: ignore[call-overload]
 
 
 def sources(v: Version, start: Optional[bytes], stop: Optional[bytes]) -> list[Source]:

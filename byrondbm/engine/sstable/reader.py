@@ -18,6 +18,7 @@ import dataclasses
 import os
 import struct
 import weakref
+from typing import cast, overload
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
@@ -207,6 +208,17 @@ class TableReader:
         runs = self.chunks(start, stop, reverse, fill_cache=fill_cache)
         return chain.from_iterable(map(reversed, runs) if reverse else runs)  # type: ignore[arg-type]
 
+    @overload
+    def chunks(
+        self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False,
+        read_negseq: None = None, *, fill_cache: bool = True,
+    ) -> Iterator[list[Entry]]: ...
+
+    @overload
+    def chunks(
+        self, start: bytes | None, stop: bytes | None, reverse: bool, read_negseq: int, *, fill_cache: bool = True
+    ) -> Iterator[list[Entry] | Clean]: ...
+
     def chunks(
         self,
         start: bytes | None = None,
@@ -243,8 +255,8 @@ class TableReader:
                 if parts:
                     yield _joined(parts, reverse)
                     parts, held = [], 0
-                if clean_seq <= read_seq:
-                    yield (keys, values) if whole else (keys[i:j], values[i:j])
+                if clean_seq <= read_seq:  # values then hold bytes alone
+                    yield cast(Clean, (keys, values) if whole else (keys[i:j], values[i:j]))
                 else:
                     part = entries[i:j]
                     yield from self._resolved(reversed(part) if reverse else part)
