@@ -84,11 +84,12 @@ def writer(path: str, seed: int, ack: Any, stop: Any, first: int) -> None:
     import byrondbm.engine.versionset as versionset
 
     os.setpgrp()
+    parent = os.getppid()
 
     versionset.MANIFEST_ROTATE = MANIFEST_LIMIT
     db = byrondbm.open(path, "c", timeout=30, **SMALL_OPTIONS)
     i = first
-    while not stop.value:
+    while not stop.value and os.getppid() == parent:  # an orphan (the soak was killed) stops too
         op = operation(seed, i)
         if len(op) == 1:
             k, v = op[0]
@@ -180,9 +181,10 @@ def reader(path: str, seed: int, index: int, ack: Any, stop: Any, results: Any) 
     counts = dict(refreshes=0, scans=0, gets=0, snapshots=0, opens=0, window_max=0)
     options: dict[str, Any] = dict(refresh_interval=INTERVAL) if index % 2 else {}
     explicit = not options
+    parent = os.getppid()
     try:
         db = None
-        while not stop.value:
+        while not stop.value and os.getppid() == parent:  # an orphan (the soak was killed) stops too
             if db is None or rng.random() < 0.05:
                 if db is not None:
                     db.close()

@@ -126,9 +126,9 @@ def test_counters_survive_a_reopen(tmp_path: Path, workers: int) -> None:
         assert before["flushes"] > 0
     with byrondbm.open(path, "r") as db:
         after = db.stats()
-    for name in ("compactions", "trivial_moves", "user_bytes_written"):
-        assert after[name] == before[name], name
-    assert after["flushes"] >= before["flushes"]  # close may flush the memtable: one more
+    assert after["user_bytes_written"] == before["user_bytes_written"]
+    for name in ("compactions", "trivial_moves", "flushes"):  # one may end between the stats and the close
+        assert before[name] <= after[name] <= before[name] + 1, name
     assert after["engine_bytes_written"] >= before["engine_bytes_written"]
     with byrondbm.open(path, "w", **SMALL) as db:
         db[b"more"] = b"x"

@@ -62,8 +62,6 @@ class Compactor:
         self._compact_lock = threading.Lock()
         self._jobs = itertools.count(1)
         self._stopping = False
-        self._flushing = False  # a flush job runs in a worker (or waits for one)
-        self._compacting = False  # likewise a compaction job
         self._threads: list[threading.Thread] = []
         self._wake = {"flush": threading.Event(), "compact": threading.Event()}
         self.error: Optional[BaseException] = None
@@ -109,20 +107,16 @@ class Compactor:
             self._changed()
 
     def stop(self) -> None:
-        """Stop the threads. A flush job already running in a worker finishes and is installed (close
-        would otherwise write that memtable again, in-process); a running compaction is killed (its outputs
-        are temp files, removed at the next open)."""
+        """Stop the threads. Jobs running in workers are killed: their outputs are temp files, removed at
+        the next open, and a memtable whose flush dies stays in its log (and the image close saves of it),
+        so the next session flushes it again."""
         self._stopping = True
         self.wake()
-        if self._pool is not None and (self._compacting or not self._flushing):
-            self._pool.close()
-        for t in self._threads:  # the flusher first: it is the one that may still finish a job
-            t.join()
-            if self._pool is not None:
-                self._pool.close()
-        self._threads = []
         if self._pool is not None:
             self._pool.close()
+        for t in self._threads:
+            t.join()
+        self._threads = []
 
     def worker_pids(self) -> list[int]:
         return [] if self._pool is None else self._pool.pids()
@@ -139,9 +133,9 @@ class Compactor:
         while self._flush_step() or self._compact_step():
             pass
 
-    def flush_all(self, in_process: bool = False) -> None:
-        """Flush every immutable memtable now (``in_process``: without a worker, as close does)."""
-        while self._flush_step(in_process):
+    def flush_all(self) -> None:
+        """Flush every immutable memtable now."""
+        while self._flush_step():
             pass
 
     def _run(self, job: Any) -> JobResult:
@@ -158,7 +152,7 @@ class Compactor:
 
     # ------------------------------------------------------------------ flushes
 
-    def _flush_step(self, in_process: bool = False) -> bool:
+    def _flush_step(self) -> bool:
         """Flush the oldest immutable memtable; False when there is none."""
         with self._flush_lock:
             v = self._vs.current
@@ -167,7 +161,7 @@ class Compactor:
             mem = v.imms[-1]
             job = next(self._jobs)
             below = self._below(v)
-            if in_process or self._pool is None:
+            if self._pool is None:
                 keys = list(mem.sorted_keys())
                 result = flush_entries(mem.sorted_entries(), keys, mem.live, below, self._smallest_snapshot(),
                                        self._options, self._mode, temp_path(self._vs.directory, job), mem.one_version)
@@ -175,14 +169,12 @@ class Compactor:
                 with self._vs.lock:  # no compaction may retire a table of `below` before it is held
                     below = self._below(self._vs.current)
                     held = self._vs.hold(t for level in below for t in level)
-                self._flushing = True
                 try:
                     result = self._run(FlushJob(
                         self._vs.directory, job, mem.log_number, self._vs.state.last_seq, self._smallest_snapshot(),
                         [[t.number for t in level] for level in below], self._options, self._mode,
                     ))
                 finally:
-                    self._flushing = False
                     self._vs.release(held)
             self._install_flush(mem, result)
             return True
@@ -215,6 +207,7 @@ class Compactor:
                 vs.retire(outputs)
                 raise
         vs.unlink(filenames.log_name(mem.log_number))
+        vs.unlink(filenames.image_name(mem.log_number))
 
     def _rename(self, result: JobResult) -> list[TableReader]:
         """Give each output of a job its table number and open it; the directory is fsync'ed before the
@@ -287,12 +280,10 @@ class Compactor:
         lock (the background thread's or `compact_everything`'s)."""
         vs = self._vs
         held = vs.hold(inputs)
-        self._compacting = True
         try:
             result = self._run(CompactionJob(vs.directory, next(self._jobs), runs, self._smallest_snapshot(),
                                              base, self._options, self._mode))
         finally:
-            self._compacting = False
             vs.release(held)
         outputs = self._rename(result)
         levels_of = {t.number: k for k, ts in enumerate(vs.current.levels) for t in ts}

@@ -29,7 +29,7 @@ from typing import Any, Optional
 from ..errors import CorruptionError, error
 from ..options import Options
 from . import directory as dirs
-from . import filenames, readpath
+from . import filenames, memimage, readpath
 from .backup import backup as backup_to
 from .compactor import Compactor
 from .fileio import sync_dir
@@ -47,8 +47,6 @@ from .wal import BUFFERED, OS, SYNC, LogWriter
 __all__ = ["Engine", "BUFFERED", "OS", "SYNC"]
 
 NEWEST = -MAX_SEQ  # read_negseq that sees every entry
-CLOSE_FLUSH_BYTES = 256 * 1024
-"""close() writes the active memtable to L0 when it holds more than this, so a reopen replays little."""
 
 
 class Engine:
@@ -89,7 +87,7 @@ class Engine:
         self._lock: Optional[dirs.DirLock] = None
         self._memtable_size = options.memtable_size
         self._limit = 0  # a put takes the slow path (_admit) once the memtable's size reaches this
-        self._inherited = 0  # user bytes of recovered memtables, counted in the session that wrote them
+        self._images: dict[int, int] = {}  # log number -> the log length its image on disk (memimage.py) covers
         self._follower: Optional[Follower] = None  # a reader's catch-up (None in a writer)
         self._pinned_versions: dict[int, Version] = {}  # a reader's pinned sequence number -> its version
         self._refresh_interval = options.refresh_interval
@@ -154,18 +152,35 @@ class Engine:
         vs.start_manifest()
 
     def _open_writer(self) -> None:
-        """Recover, keep what the logs held as immutable memtables (the flusher writes them to L0), start a
-        fresh log and manifest, and remove every file the new manifest does not reference."""
+        """Recover; after a clean close, go on appending to the last log (its memtable came whole from its
+        image), else start a fresh log; keep every other log's memtable as immutable (the flusher writes
+        them to L0); write a fresh manifest and remove every file it does not reference."""
         r = recover(self.directory, self._cache)
         self._vs = VersionSet(self.directory, r.state, Version(Memtable(0), (), r.levels), self._cache, self._mode)
-        if r.memtables:  # the last log was the active one: its writes were never counted
+        self._images = r.whole_images
+        resume = r.memtables[-1] if r.memtables and r.memtables[-1].log_number in r.whole_images else None
+        if r.memtables and resume is None:  # the last log was the active one: its writes were never counted
             last = r.memtables[-1]
             self._vs.counters["user_bytes_written"] += last.payload_bytes
             self._vs.counters["log_bytes_written"] += os.path.getsize(self._path(filenames.log_name(last.log_number)))
-        imms = [m for m in reversed(r.memtables) if len(m)]
-        self._start_log(imms)
+        imms = [m for m in reversed(r.memtables) if len(m) and m is not resume]
+        if resume is None:
+            self._start_log(imms)
+        else:
+            self._resume_log(resume, imms)
         self._last_seq = r.last_seq
         self._vs.remove_obsolete_files()
+
+    def _resume_log(self, mem: Memtable, imms: list[Memtable]) -> None:
+        """Make ``mem`` the active memtable again and append to its log (which ends on a whole record: it
+        is what a clean close left), as LevelDB's ``reuse_logs``; then write a fresh manifest."""
+        vs = self._vs
+        vs.state.logs = sorted([m.log_number for m in imms] + [mem.log_number])
+        path = self._path(filenames.log_name(mem.log_number))
+        self._wal = LogWriter(path, mem.log_number, self._durability, self._mode)
+        self._mem = mem
+        vs.current = Version(mem, tuple(imms), vs.current.levels)
+        vs.start_manifest()
 
     def _open_reader(self) -> None:
         """Catch up from nothing, without a lock and without writing (follower.py): every write
@@ -389,6 +404,29 @@ class Engine:
         e = self._vs.current.get(key, read_negseq)
         return None if e is None else e[2]
 
+    def get_many(self, keys: list[bytes], read_negseq: Optional[int] = None) -> list[Optional[bytes]]:
+        """The values of ``keys`` (any order) as of one moment, ``-read_negseq`` (a snapshot's) or by default
+        the last published write; None for an absent key. The keys are looked up in ascending order
+        (`Version.get_many`), so each table's blocks are read once. Cost: a sort, then `get`'s per key
+        less the block fetches the keys share."""
+        if self._closed:
+            raise error("database is closed")
+        if read_negseq is None:
+            if self._follower is None:
+                read_negseq, v = -self._last_seq, self._vs.current
+            else:
+                if self._refresh_interval is not None and time.monotonic() >= self._next_refresh:
+                    self.refresh()
+                read_negseq, v = self._view
+        else:
+            v = self._pinned_versions.get(-read_negseq) or self._vs.current
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        values: list[Optional[bytes]] = [None] * len(keys)
+        for i, e in zip(order, v.get_many([keys[i] for i in order], read_negseq)):
+            if e is not None:
+                values[i] = e[2]
+        return values
+
     def _lookup(self, v: Version, key: bytes, skip_mems: int) -> Optional[Entry]:
         """Newest entry of ``key`` below the ``skip_mems`` newest memtables of ``v``."""
         for m in ((v.mem,) + v.imms)[skip_mems:]:
@@ -507,10 +545,10 @@ class Engine:
             raise error(e.errno, f"fsync of the log failed: {e.strerror}", wal.path) from e
 
     def close(self) -> None:
-        """Stop background work (running jobs are killed: their outputs are temp files), write the
-        memtables to L0 when they hold more than `CLOSE_FLUSH_BYTES` (so a reopen replays little), make
-        the log durable, record the running totals, release the lock. Idempotent. Iterators still running
-        raise `error` at their next step."""
+        """Stop background work (running jobs are killed: their outputs are temp files), make the log
+        durable, save an image of each memtable (memimage.py: the next open loads them in C, appends to the
+        same log and flushes the immutable ones in the background), record the running totals, release the
+        lock. Idempotent. Iterators still running raise `error` at their next step."""
         with self._write_lock:
             if self._closed:
                 return
@@ -520,9 +558,9 @@ class Engine:
         try:
             if self._compactor is not None:
                 self._compactor.stop()
-                self._flush_at_close()
             if self._wal is not None:
                 self._wal.close(sync=True)
+                self._save_images()
             if self._follower is not None:
                 self._follower.close()
             if not self.read_only:
@@ -530,18 +568,20 @@ class Engine:
         finally:
             self._release_lock()
 
-    def _flush_at_close(self) -> None:
+    def _save_images(self) -> None:
+        """Save the image of each non-empty memtable whose log its image on disk does not cover whole.
+        An image is only a cache of its log: failing to write one costs the next open a replay."""
         v = self._vs.current
-        if v.mem.size + sum(m.size for m in v.imms) <= CLOSE_FLUSH_BYTES:
-            return
-        assert self._compactor is not None
-        try:
-            with self._write_lock:
-                if len(self._mem):
-                    self._rotate()
-            self._compactor.flush_all(in_process=True)
-        except OSError:  # the logs still hold everything: the next open replays them
-            self._vs.counters["background_errors"] += 1
+        for mem in (v.mem,) + v.imms:
+            number = mem.log_number
+            try:
+                with open(self._path(filenames.log_name(number)), "rb") as f:
+                    log_data = f.read()
+                if len(mem) and self._images.get(number) != len(log_data):
+                    memimage.save(self.directory, mem, log_data, self._mode)
+            except OSError:
+                self._vs.counters["background_errors"] += 1
+                self._vs.unlink(filenames.temp_name(filenames.image_name(number)))
 
     @property
     def closed(self) -> bool:

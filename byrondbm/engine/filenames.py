@@ -4,6 +4,7 @@
     LOCK               held with fcntl.flock (exclusive for writers, shared for readers)
     MANIFEST-NNNNNN    version edits (framed records, see manifest.py)
     NNNNNN.log         write-ahead log (framed records, see wal.py)
+    NNNNNN.img         image of log NNNNNN's memtable, saved at close (see memimage.py)
     NNNNNN.sst         a sorted table (see sstable/format.py)
     *.tmp              a file being written; never referenced, removed on open
     job-J-K.sst.tmp    output K of background job J, renamed to NNNNNN.sst when installed
@@ -23,7 +24,7 @@ TEMP_SUFFIX = ".tmp"
 LOST = "lost"
 MANIFEST_PREFIX = "MANIFEST-"
 
-_NUMBERED = re.compile(r"^(\d{6,})\.(log|sst)$")
+_NUMBERED = re.compile(r"^(\d{6,})\.(log|sst|img)$")
 _MANIFEST = re.compile(r"^MANIFEST-(\d{6,})$")
 
 
@@ -33,6 +34,10 @@ def log_name(number: int) -> str:
 
 def table_name(number: int) -> str:
     return f"{number:06d}.sst"
+
+
+def image_name(log_number: int) -> str:
+    return f"{log_number:06d}.img"
 
 
 def manifest_name(number: int) -> str:
@@ -48,7 +53,7 @@ def job_output(job: int, k: int) -> str:
 
 
 def parse(name: str) -> tuple[str, int] | None:
-    """``("log" | "sst" | "manifest", number)`` for a numbered file, else None."""
+    """``("log" | "sst" | "img" | "manifest", number)`` for a numbered file, else None."""
     m = _NUMBERED.match(name)
     if m:
         return m.group(2), int(m.group(1))

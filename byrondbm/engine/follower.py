@@ -14,7 +14,7 @@ and a memtable. `Follower.catch_up` brings all of it to the files' present state
 2. Tables: those the state lists and we lack are opened; those it no longer lists are dropped (a version
    still held by a scan or snapshot keeps them open: the descriptor closes with the last reference).
 3. Logs: retired ones are dropped; the new bytes of each live log are read, oldest log first, and put into
-   its memtable. A record still being written at the end is "not there yet": it is read again next time.
+   its memtable (a log read for the first time starts from its image, memimage.py, when one matches). A record still being written at the end is "not there yet": it is read again next time.
 
 The writer records an edit before it unlinks what the edit retires, so a table or log missing when we open
 it means the manifest moved on: it is read again (never an error). A manifest that does not extend the one
@@ -30,7 +30,7 @@ import os
 from typing import Optional
 
 from ..errors import CorruptionError, error
-from . import filenames
+from . import filenames, memimage
 from .framing import read_records
 from .manifest import ManifestState, apply_edits, read_current
 from .memtable import Memtable
@@ -263,6 +263,8 @@ class Follower:
                 raise error(errno.ESTALE, "database was replaced (a log shrank) while open for reading; reopen it",
                             log.path)
             if size != log.size:
+                if not log.offset:
+                    last = self._load_image(log, size, last)
                 records, end = read_records(os.pread(log.fd, size - log.offset, log.offset), log.path)
                 batches = [decode_record(rtype, payload, log.path) for rtype, payload in records]
                 last = apply_batches(batches, log.mem, last, log.path, keep_old)
@@ -270,6 +272,19 @@ class Follower:
                 log.offset += end
                 log.size = size
         self.last_seq = last
+
+    def _load_image(self, log: _Log, size: int, last: int) -> int:
+        """Start a log we have not read from its image (memimage.py) when the image matches the log's
+        first bytes, as a writer's open does; return the new last sequence number. The image holds only
+        each key's newest version: enough, since no scan or snapshot of ours can see this log yet."""
+        data = os.pread(log.fd, size, 0)
+        n = log.mem.log_number
+        loaded = memimage.load(filenames.path(self.directory, filenames.image_name(n)), n, data, last)
+        if loaded is None:
+            return last
+        log.mem, log.offset, image_last = loaded
+        log.mem.max_seq = image_last
+        return image_last
 
     def close(self) -> None:
         """Close the manifest's and the logs' descriptors (tables close with the last version holding

@@ -23,7 +23,7 @@ changes (flushes and compactions keep its meaning), so each resolution stays tru
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
 from typing import Union
 
@@ -200,6 +200,42 @@ class Memtable:
                 yield from reversed(e)
             else:
                 yield e  # type: ignore[misc]
+
+    def newest_entries(self) -> list[Entry]:
+        """The newest entry of every key, in first-insertion order (``new_keys``): what an image saves.
+        Cost: O(keys), in C when every key has one version."""
+        get = self._map.__getitem__
+        if self.one_version:
+            return list(map(get, self.new_keys))  # type: ignore[arg-type]
+        return [e[-1] if type(e) is list else e for e in map(get, self.new_keys)]  # type: ignore[misc]
+
+    @classmethod
+    def restore(
+        cls,
+        log_number: int,
+        keys: Sequence[bytes],
+        entries: list[Entry],
+        live: int,
+        size: int,
+        writes: int,
+        resolved: int,
+        prior_live: int,
+    ) -> "Memtable | None":
+        """A memtable holding ``entries`` (one per key, first-insertion order; ``keys`` their keys, ``live``
+        how many are values) and the bookkeeping saved with them (memimage.py), or None if they cannot be
+        one (a key twice, counts out of range). Cost: O(entries), in C."""
+        mem = cls(log_number)
+        mem._map = dict(zip(keys, entries))
+        n = len(entries)
+        if len(mem._map) != n or not 0 <= resolved <= n or not 0 <= prior_live <= resolved or writes < n:
+            return None
+        mem.new_keys = list(keys)
+        mem.live = live
+        mem.size = size
+        mem.entries = writes
+        mem.resolved = resolved
+        mem.prior_live = prior_live
+        return mem
 
     def _check(self) -> None:
         """Assert the invariants: sorted keys, entries of a key newest last, counts right."""

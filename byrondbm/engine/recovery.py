@@ -1,9 +1,10 @@
 """Recovery: rebuild a database's state from CURRENT, the manifest, the tables it lists and its logs
 (LevelDB's ``DBImpl::Recover``).
 
-Each live log is replayed into a memtable of its own (oldest first). A writer then keeps them as
-immutable memtables, which the flusher writes to L0 in the background, so opening costs the replay of
-what the logs hold and nothing more; a clean close flushes first, so a reopen usually replays nothing.
+Each live log becomes a memtable of its own (oldest first): loaded from its image when a clean close saved
+one (memimage.py, in C), else replayed record by record. A writer appends to the last log again when its
+memtable came whole from its image; every other log's memtable becomes immutable and the flusher writes it
+to L0 in the background. So opening costs the replay of what no image covers, and nothing more.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from collections.abc import Iterable, Mapping
 from ..errors import CorruptionError
 from . import filenames
 from .manifest import FileMeta, ManifestState, load as load_manifest
+from . import memimage
 from .memtable import Memtable
 from .records import Op
 from .sstable import BlockCache, TableReader
 from .version import MAX_LEVELS
 from .versionset import open_table
-from .wal import read_log
+from .framing import read_records
+from .wal import decode_record
 
 __all__ = ["Recovered", "apply_batches", "arrange", "recover", "table_metas"]
 
@@ -33,6 +36,9 @@ class Recovered:
     memtables: list[Memtable]
     """One per live log, oldest first (empty logs included)."""
     last_seq: int
+    whole_images: dict[int, int]
+    """Log number -> its length, for the logs whose memtable came whole from the log's image (a clean
+    close): their images still hold; a writer may append to the last such log."""
 
 
 def recover(directory: str, cache: BlockCache) -> Recovered:
@@ -52,12 +58,35 @@ def recover(directory: str, cache: BlockCache) -> Recovered:
         raise
     last = state.last_seq
     memtables = []
+    whole_images: dict[int, int] = {}
     for number in state.logs:
-        mem = Memtable(number)
-        last = replay(filenames.path(directory, filenames.log_name(number)), mem, last)
+        mem, last, whole = _recover_log(directory, number, last)
         mem.max_seq = last
         memtables.append(mem)
-    return Recovered(state, manifest_name, arrange(state, tables), memtables, last)
+        if whole >= 0:
+            whole_images[number] = whole
+    return Recovered(state, manifest_name, arrange(state, tables), memtables, last, whole_images)
+
+
+def _recover_log(directory: str, number: int, last_seq: int) -> tuple[Memtable, int, int]:
+    """Log ``number``'s memtable, the new last sequence number, and the log's length if the memtable came
+    whole from the log's image (memimage.py: loaded in C, nothing past it in the log), else -1: the log
+    was replayed, past its image's end if the image matches its start, else whole."""
+    path = filenames.path(directory, filenames.log_name(number))
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise CorruptionError("log listed in the manifest is missing", path) from None
+    loaded = memimage.load(filenames.path(directory, filenames.image_name(number)), number, data, last_seq)
+    if loaded is None:
+        mem, start = Memtable(number), 0
+    else:
+        mem, start, last_seq = loaded
+    records, valid_end = read_records(data[start:], path)
+    batches = [decode_record(rtype, payload, path) for rtype, payload in records]  # a torn tail is dropped
+    last_seq = apply_batches(batches, mem, last_seq, path, keep_old=False)
+    return mem, last_seq, start if loaded is not None and start == len(data) else -1
 
 
 def table_metas(state: ManifestState, manifest_path: str) -> list[FileMeta]:
@@ -77,14 +106,6 @@ def arrange(state: ManifestState, tables: Mapping[int, TableReader]) -> list[lis
     for level in range(1, MAX_LEVELS):
         levels[level].sort(key=lambda t: t.smallest)
     return levels
-
-
-def replay(path: str, mem: Memtable, last_seq: int) -> int:
-    """Put the log's records above ``last_seq`` into ``mem``; return the new last sequence number."""
-    if not os.path.exists(path):
-        raise CorruptionError("log listed in the manifest is missing", path)
-    batches, _valid_end, _size = read_log(path)  # a torn tail is dropped with the log
-    return apply_batches(batches, mem, last_seq, path, keep_old=False)
 
 
 def apply_batches(

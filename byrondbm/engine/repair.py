@@ -229,7 +229,7 @@ class _Salvage:
         on_disk: dict[str, list[int]] = {"log": [], "sst": [], "manifest": []}
         for name in os.listdir(self.directory):
             parsed = filenames.parse(name)
-            if parsed is not None:
+            if parsed is not None and parsed[0] in on_disk:  # not an image: its log is the truth
                 on_disk[parsed[0]].append(parsed[1])
                 self.highest_number = max(self.highest_number, parsed[1])
         try:

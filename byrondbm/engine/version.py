@@ -11,7 +11,7 @@ when it leaves the current version, which POSIX allows while descriptors on it a
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .memtable import Memtable
 from .records import Entry
@@ -20,10 +20,54 @@ from .sstable import TableReader, key_hashes
 MAX_LEVELS = 7
 
 
+Lookup = Callable[[bytes, int], "Entry | None"]
+"""``lookup(key, read_negseq)``: the newest entry of ``key`` visible at ``read_negseq``, or None."""
+
+
+def _lookup(mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], ...]) -> Lookup:
+    """The point lookup of a version, built once when the version is: a closure over the memtables' and
+    tables' bound ``get`` methods and each sorted level's key bounds, so a lookup runs one Python frame of
+    its own, with no attribute lookups, then one call per source asked.
+
+    Order: the memtables, newest first; then (after one hash of the key) every L0 table whose range holds
+    the key, newest first (L0 is bounded by the compaction trigger); then the one table of each sorted
+    level whose range may hold it, found by bisecting the level's largest keys.
+    """
+    mem_gets = tuple(m.get for m in mems)
+    l0 = tuple((t.smallest, t.largest, t.get) for t in levels[0])
+    runs = tuple(
+        ([t.largest for t in level], [t.smallest for t in level], [t.get for t in level]) for level in levels[1:] if level
+    )
+    has_tables = bool(l0 or runs)
+
+    def lookup(key: bytes, read_negseq: int) -> Entry | None:
+        for mem_get in mem_gets:
+            e = mem_get(key, read_negseq)
+            if e is not None:
+                return e
+        if not has_tables:
+            return None
+        hashes = key_hashes(key)
+        for smallest, largest, get in l0:
+            if smallest <= key <= largest:
+                e = get(key, hashes, read_negseq)
+                if e is not None:
+                    return e
+        for largests, smallests, gets in runs:
+            i = bisect_left(largests, key)
+            if i < len(largests) and smallests[i] <= key:
+                e = gets[i](key, hashes, read_negseq)
+                if e is not None:
+                    return e
+        return None
+
+    return lookup
+
+
 class Version:
     """Immutable once built. Cost of a build: O(total tables)."""
 
-    __slots__ = ("mem", "imms", "levels", "_largest", "_smallest", "sorted_levels", "has_tables")
+    __slots__ = ("mem", "imms", "levels", "_largest", "_smallest", "has_tables", "get", "find")
 
     def __init__(self, mem: Memtable, imms: tuple[Memtable, ...], levels: Sequence[Sequence[TableReader]]) -> None:
         self.mem = mem
@@ -31,44 +75,51 @@ class Version:
         self.levels: tuple[tuple[TableReader, ...], ...] = tuple(tuple(level) for level in levels)
         self._largest = [[t.largest for t in level] for level in self.levels]
         self._smallest = [[t.smallest for t in level] for level in self.levels]
-        self.sorted_levels = [(self._largest[k], self.levels[k]) for k in range(1, len(self.levels)) if self.levels[k]]
-        """(largest keys, tables) of each non-empty level >= 1, top down: what a point lookup walks."""
         self.has_tables = any(self.levels)
+        self.get: Lookup = _lookup(((mem,) if mem is not None else ()) + imms, self.levels)  # no memtable: a job's
+        """``get(key, read_negseq)``: newest entry of ``key`` visible at ``read_negseq`` in the active
+        memtable, the immutable ones (newest first), then the tables. The body of every point read,
+        writer's and reader's. Cost: one dict probe a memtable; then one hash of the key and, per table
+        whose range holds it, `TableReader.get` (a hash bucket and, on a hit, a cached-block lookup)."""
+        self.find: Lookup = _lookup((), self.levels)
+        """``find(key, read_negseq)``: `get` in the tables only (the memtables are the caller's)."""
 
-    def get(self, key: bytes, read_negseq: int) -> Entry | None:
-        """Newest entry of ``key`` visible at ``read_negseq``: the active memtable, the immutable ones
-        (newest first), then the tables (`find`). The body of every point read, writer's and reader's."""
-        e = self.mem.get(key, read_negseq)
-        if e is None:
-            for m in self.imms:
+    def get_many(self, keys: list[bytes], read_negseq: int) -> list[Entry | None]:
+        """`get` of each of ``keys`` (ascending): the memtables key by key, then each table once, with the
+        keys still unanswered that its range holds (`TableReader.get_many`: each of its blocks read once).
+        Cost: `get`'s per key, less a block fetch per key that shares a block with the key before it."""
+        out: list[Entry | None] = [None] * len(keys)
+        mems = ((self.mem,) if self.mem is not None else ()) + self.imms
+        pending: list[int] = []
+        for i, key in enumerate(keys):
+            for m in mems:
                 e = m.get(key, read_negseq)
                 if e is not None:
-                    return e
-            return self.find(key, read_negseq)
-        return e
-
-    def find(self, key: bytes, read_negseq: int) -> Entry | None:
-        """Newest entry of ``key`` visible at ``read_negseq`` in the tables (memtables are the caller's):
-        L0 newest first, then one table a sorted level, found by bisecting its largest keys.
-        Cost: one hash of the key, then per table whose range holds it a bloom probe and, on a hit, a
-        cached-block lookup."""
-        if not self.has_tables:
-            return None
-        hashes = key_hashes(key)
-        for t in self.levels[0]:
-            if t.smallest <= key <= t.largest:
-                e = t.get(key, hashes, read_negseq)
-                if e is not None:
-                    return e
-        for largest, tables in self.sorted_levels:
-            i = bisect_left(largest, key)
-            if i < len(largest):
-                t = tables[i]
-                if t.smallest <= key:
-                    e = t.get(key, hashes, read_negseq)
-                    if e is not None:
-                        return e
-        return None
+                    out[i] = e
+                    break
+            else:
+                pending.append(i)
+        hashes = {i: key_hashes(keys[i]) for i in pending}
+        for level, tables in enumerate(self.levels):
+            if not pending:
+                break
+            pkeys = [keys[i] for i in pending]
+            answered = False
+            for t in tables if level == 0 else self.overlapping(level, pkeys[0], pkeys[-1]):
+                lo, hi = bisect_left(pkeys, t.smallest), bisect_right(pkeys, t.largest)
+                if level == 0:
+                    which = [i for i in pending[lo:hi] if out[i] is None]  # not answered by a newer L0 table
+                else:
+                    which = pending[lo:hi]
+                if which:
+                    found = t.get_many([keys[i] for i in which], [hashes[i] for i in which], read_negseq)
+                    for i, e in zip(which, found):
+                        if e is not None:
+                            out[i] = e
+                            answered = True
+            if answered:
+                pending = [i for i in pending if out[i] is None]
+        return out
 
     def with_memtables(self, mem: Memtable, imms: tuple[Memtable, ...]) -> "Version":
         return Version(mem, imms, self.levels)

@@ -174,7 +174,7 @@ class VersionSet:
 
     def remove_obsolete_files(self) -> None:
         """Unlink every file the state does not reference: temp files of crashed writes or jobs, tables
-        and logs retired by edits whose unlink did not happen, older manifests. Writers only, at open."""
+        and logs (and their images) retired by edits whose unlink did not happen, older manifests. Writers only, at open."""
         live_tables = {t.number for t in self.current.tables()}
         live_logs = set(self.state.logs)
         for name in os.listdir(self.directory):
@@ -183,7 +183,7 @@ class VersionSet:
                 parsed is not None
                 and (
                     (parsed[0] == "sst" and parsed[1] not in live_tables)
-                    or (parsed[0] == "log" and parsed[1] not in live_logs)
+                    or (parsed[0] in ("log", "img") and parsed[1] not in live_logs)
                     or (parsed[0] == "manifest" and name != self.manifest_name)
                 )
             )

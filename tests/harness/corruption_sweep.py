@@ -1,8 +1,8 @@
 """Corruption sweep: damage every kind of file at many positions; wrong data must never come back.
 
 A reference database is built with small options (so it has tables on several levels, large values, a
-manifest with many edits and a log holding the last writes). Then, for each file (CURRENT, the MANIFEST,
-the log, every table) and each kind of damage — flip one byte, truncate, zero a 4 KiB page, append
+manifest with many edits and a log holding the last writes, with the memtable image close saves of it).
+Then, for each file (CURRENT, the MANIFEST, the log, its image, every table) and each kind of damage — flip one byte, truncate, zero a 4 KiB page, append
 garbage, delete the file — at many positions, a copy is damaged and:
 
 1. opened read-only and read whole (scan, point lookups, ``len``). The outcome must be a clean
@@ -68,11 +68,11 @@ class Reference:
         self.files = sorted(n for n in os.listdir(path) if n != "LOCK")
 
     def kinds(self) -> dict[str, str]:
-        """file name -> kind (current, manifest, log, table)."""
+        """file name -> kind (current, manifest, log, image, table)."""
         out = {}
         for n in self.files:
             out[n] = ("current" if n == "CURRENT" else "manifest" if n.startswith("MANIFEST") else
-                      "log" if n.endswith(".log") else "table")
+                      "log" if n.endswith(".log") else "image" if n.endswith(".img") else "table")
         return out
 
 

@@ -27,6 +27,7 @@ stored compressed (codec.py), and the functions here see them uncompressed.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_left
 from collections.abc import Sequence
 from itertools import accumulate, pairwise
 from operator import neg
@@ -46,7 +47,8 @@ ENTRY_OVERHEAD_2 = 2 + 2 + 8 + 1
 """Bytes per entry beyond its key and value, with W = 2."""
 ENTRY_OVERHEAD_4 = 4 + 4 + 8 + 1
 _WIDTHS = {2: "H", 4: "I"}
-_ONE = {2: struct.Struct("<H"), 4: _U32}
+_PAIR = {2: struct.Struct("<2H"), 4: struct.Struct("<2I")}
+_TRIPLE = {2: struct.Struct("<3H"), 4: struct.Struct("<3I")}
 LARGE_REF = struct.Struct("<QQ")
 
 
@@ -168,60 +170,59 @@ def decode(raw: bytes, size: int, path: str) -> DecodedBlock:
 
 NEXT_BLOCK = True
 """`find_in_block` result: the block ends inside the key's versions, none visible yet; look in the next block."""
+MISSED_HINT = False
+"""`find_in_block` result, with ``search=False`` only: the key's versions do not start at the hint."""
 
 
 def find_in_block(
-    raw: bytes, size: int, key: bytes, read_negseq: int, hint: int, path: str
+    raw: bytes, size: int, key: bytes, read_negseq: int, hint: int, path: str, search: bool = True
 ) -> BlockEntry | bool | None:
     """The first entry at or after ``(key, read_negseq)`` in the data block ``raw[:size]`` (CRC-checked),
     if its key is ``key``; None if there is none; `NEXT_BLOCK` if the block ends among ``key``'s versions.
 
     ``hint`` is the index of the entry where the key's versions start in this block, if known (from the
-    hash index; ``-1`` or a wrong hint costs a binary search). Cost: O(1) with a right hint, else
-    O(log entries) key slices; nothing decoded but the entry returned, whose offsets are checked.
+    hash index; ``-1`` or a wrong hint costs a search, `_first_index`). With ``search=False`` a wrong hint
+    returns `MISSED_HINT` instead: a right one proves the key is in the block, which lets a table lookup
+    skip its bloom filter. Cost with a right hint: four `struct` unpacks and two key slices; nothing
+    decoded but the entry returned, whose offsets are checked.
     """
     if size < TAIL_SIZE:
         raise CorruptionError("data block shorter than its entry count", path)
     n, width = _TAIL.unpack_from(raw, size - TAIL_SIZE)
-    one = _ONE.get(width)
-    seqs_at = size - TAIL_SIZE - 9 * n
+    pair = _PAIR.get(width)
+    kinds_at = size - TAIL_SIZE - n
+    seqs_at = kinds_at - 8 * n
     columns_at = seqs_at - 2 * width * n
-    if one is None or n == 0 or columns_at < 0:
+    if pair is None or n == 0 or columns_at < 0:
         raise CorruptionError(f"data block of {size} bytes cannot hold {n} entries of width {width}", path)
-    end_at = one.unpack_from
-    # With a hint, read only the offsets it needs: the key at the hint, and the one before (which must
-    # differ, else the hint is inside the key's versions and would skip newer ones).
-    if 0 <= hint < n:
-        end = end_at(raw, columns_at + width * hint)[0]
-        if hint == 0:
-            right = raw[:end] == key
-        else:
-            start = end_at(raw, columns_at + width * (hint - 1))[0]
-            right = raw[start:end] == key and raw[end_at(raw, columns_at + width * (hint - 2))[0] if hint > 1 else 0 : start] != key
+    # The hint is right when the key at the hint is ``key`` and the key before it (if any) is not (else the
+    # hint is inside the key's versions and would skip newer ones): one unpack of the three offsets.
+    if 1 < hint < n:
+        before, start, end = _TRIPLE[width].unpack_from(raw, columns_at + width * (hint - 2))
+        right = raw[start:end] == key and raw[before:start] != key
+    elif hint == 1 < n:
+        start, end = pair.unpack_from(raw, columns_at)
+        right = raw[start:end] == key and raw[:start] != key
+    elif hint == 0:
+        start = 0
+        end = pair.unpack_from(raw, columns_at)[0]
+        right = raw[:end] == key
     else:
         right = False
     if not right:
-        key_ends = struct.unpack_from(f"<{n}{_WIDTHS[width]}", raw, columns_at)
-        lo, hi = 0, n
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if raw[key_ends[mid - 1] if mid else 0 : key_ends[mid]] < key:
-                lo = mid + 1
-            else:
-                hi = mid
-        hint = lo
-    start = end_at(raw, columns_at + width * (hint - 1))[0] if hint else 0
-    for i in range(hint, n):
-        end = end_at(raw, columns_at + width * i)[0]
-        if raw[start:end] != key:
+        if not search:
+            return MISSED_HINT
+        hint = _first_index(raw, key, n, width, columns_at)
+        if hint < 0:
             return None
-        start = end
+    values_at = columns_at + width * n
+    i = hint
+    while True:
         negseq = -_U64.unpack_from(raw, seqs_at + 8 * i)[0]
         if negseq >= read_negseq:
-            values_at = columns_at + width * n
-            vend = end_at(raw, values_at + width * i)[0]
-            vstart = end_at(raw, values_at + width * (i - 1))[0] if i else end_at(raw, columns_at + width * (n - 1))[0]
-            kind = raw[size - TAIL_SIZE - n + i]
+            # value i spans value_ends[i-1] (key_ends[n-1] for i = 0, the column just before) to value_ends[i]
+            vstart, vend = pair.unpack_from(raw, values_at + width * (i - 1))
+            kind = raw[kinds_at + i]
             if not vstart <= vend <= columns_at:
                 raise CorruptionError("data block value offsets out of order or outside the block", path)
             if kind == KIND_VALUE:
@@ -231,7 +232,34 @@ def find_in_block(
             if kind == KIND_LARGE and vend - vstart == 16:
                 return (key, negseq, LargeValue(*LARGE_REF.unpack_from(raw, vstart)))
             raise CorruptionError(f"data block entry has kind {kind} with a {vend - vstart}-byte value", path)
-    return NEXT_BLOCK if hint < n else None  # the block ends among the key's versions, or before the key
+        i += 1
+        if i == n:
+            return NEXT_BLOCK  # the block ends among the key's versions
+        start, end = pair.unpack_from(raw, columns_at + width * (i - 1))
+        if raw[start:end] != key:
+            return None
+
+
+def _first_index(raw: bytes, key: bytes, n: int, width: int, columns_at: int) -> int:
+    """Index of the entry where ``key``'s versions start in the block, or -1 if the key is not in it.
+
+    The keys are stored whole and concatenated, so the key's first entry is the first occurrence of its
+    bytes (`bytes.find`, in C) that starts and ends on key boundaries; an occurrence straddling two keys is
+    skipped; one unpack of the key ends and a bisection tell which entry an occurrence is. Cost: O(bytes
+    of keys) in C and a few Python steps, where a binary search of the keys takes ~6 Python-level probes.
+    """
+    klen = len(key)
+    ends = struct.unpack_from(f"<{n}{_WIDTHS[width]}", raw, columns_at)
+    if not klen:  # the empty key sorts first
+        return 0 if ends[0] == 0 else -1
+    keys_end = min(ends[-1], columns_at)
+    p = raw.find(key, 0, keys_end)
+    while p >= 0:
+        i = bisect_left(ends, p + klen)
+        if i < n and ends[i] == p + klen and (ends[i - 1] if i else 0) == p:
+            return i
+        p = raw.find(key, p + 1, keys_end)
+    return -1
 
 
 def encode_index(last_keys: list[bytes], offsets: list[int], sizes: list[int]) -> bytes:

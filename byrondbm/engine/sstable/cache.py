@@ -30,10 +30,14 @@ def decoded_charge(size: int, entries: int) -> int:
 
 
 class BlockCache:
-    """Thread-safe LRU map ``table number << BLOCK_BITS | block number -> block``, bounded by total charge.
+    """Thread-safe LRU map ``table number << BLOCK_BITS | block number -> (block, charge)``, bounded by total
+    charge.
 
     `get` (lock-free) and `put` are O(1); `evict_table` is O(entries cached). A block whose charge alone exceeds the
-    capacity is not cached; capacity 0 caches nothing. ``hits``/``misses`` count `get` outcomes.
+    capacity is not cached; capacity 0 caches nothing. ``hits``/``misses`` count `get` outcomes (and `hit`s).
+
+    A point lookup that may not need a block at all uses the C-level `peek` (neither counted nor made
+    recent) and, once it has used the block, `hit`, so a cached lookup runs one short Python frame here.
     """
 
     def __init__(self, capacity_bytes: int) -> None:
@@ -43,7 +47,8 @@ class BlockCache:
         self._charge = 0
         self._map: OrderedDict[int, tuple[object, int]] = OrderedDict()
         self._lock = threading.Lock()
-        self._lookup = self._map.get
+        self.peek = self._map.get
+        """``peek(key)``: ``(block, charge)``, or None; neither counted nor made the most recently used."""
         self._touch = self._map.move_to_end
 
     @property
@@ -55,18 +60,23 @@ class BlockCache:
         return len(self._map)
 
     def get(self, key: int) -> object | None:
-        # No lock: OrderedDict.get and move_to_end are each atomic (C code, GIL or per-object lock),
-        # and a block evicted between the two simply stays evicted. The counters are statistics only.
-        item = self._lookup(key)
+        """The block, or None; counted as a hit or a miss, and made the most recently used."""
+        item = self.peek(key)
         if item is None:
             self.misses += 1
             return None
+        self.hit(key)
+        return item[0]
+
+    def hit(self, key: int) -> None:
+        """Count a use of the block `peek` returned for ``key`` and make it the most recently used."""
+        # No lock: OrderedDict.get and move_to_end are each atomic (C code, GIL or per-object lock),
+        # and a block evicted between the two simply stays evicted. The counters are statistics only.
+        self.hits += 1
         try:
             self._touch(key)
         except KeyError:
             pass
-        self.hits += 1
-        return item[0]
 
     def put(self, key: int, block: object, charge: int) -> None:
         if charge > self.capacity:
@@ -86,3 +96,8 @@ class BlockCache:
         with self._lock:
             for key in [k for k in self._map if k >> BLOCK_BITS == number]:
                 self._charge -= self._map.pop(key)[1]
+
+    def _check(self) -> None:
+        """Assert the total charge is the sum of the blocks' and within the capacity."""
+        with self._lock:
+            assert self._charge == sum(charge for _, charge in self._map.values()) <= max(self.capacity, 0)
