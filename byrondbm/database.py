@@ -60,14 +60,12 @@ class _Scan:
         """Lazy ``(key, value)`` pairs (keys with ``keys_only``) of ``[start, stop)`` in key order, as of the call.
 
         Writes, flushes and compactions while it runs never make it raise, skip or repeat a key.
-        Cost: O(log k) per pair for k sources, blocks read as reached.
+        Cost: O(log k) C comparisons per pair for k sources, blocks read as reached (engine/readpath.py).
         """
-        items = self._engine.iterate(
-            _bound(start, "start"), _bound(stop, "stop"), bool(reverse), self._read_seq(), _bound(prefix, "prefix")
+        return self._engine.iterate(
+            _bound(start, "start"), _bound(stop, "stop"), bool(reverse), self._read_seq(), _bound(prefix, "prefix"),
+            bool(keys_only),
         )
-        if keys_only:
-            return (k for k, _ in items)
-        return items
 
 
 class Database(_Scan, ScanViews, MutableMapping[bytes, bytes]):  # type: ignore[misc]  # keys() is a list (dbm)

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from byrondbm.engine.iterators import merge, merge_chunks, merge_visible, prefix_bounds, visible
+from byrondbm.engine.iterators import merge_chunks, merge_runs, newest, prefix_bounds, visible
 
 
 def _sources(rnd: random.Random, n: int):
@@ -25,31 +25,85 @@ def _chunked(rnd: random.Random, entries: list) -> list[list]:
     return [entries[a:b] for a, b in zip([0, *cuts], [*cuts, len(entries)])]
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_merge_visible_equals_reference(seed):
+def _reference(sources: list, read: int) -> list:
+    """The visible pairs at sequence number ``read``: of each key the newest version at or below it."""
+    expect = {}
+    for key, negseq, value in sorted(e for s in sources for e in s):
+        if -negseq <= read and key not in expect:
+            expect[key] = value
+    return [(k, v) for k, v in sorted(expect.items()) if v is not None]
+
+
+def _as_runs(rnd: random.Random, entries: list, read: int | None, reverse: bool) -> list:
+    """``entries`` cut into runs in the stream's order (downwards when ``reverse``); with ``read``, the runs
+    clean for that reader (no tombstone, one version a key, none newer) come as `Clean` columns."""
+    runs = _chunked(rnd, entries)
+    if reverse:
+        runs.reverse()
+    out = []
+    for run in runs:
+        keys = [e[0] for e in run]
+        clean = (
+            read is not None and run and all(e[2] is not None and -e[1] <= read for e in run)
+            and len(set(keys)) == len(keys)
+        )
+        out.append((keys, [e[2] for e in run]) if clean else run)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_newest_of_merged_runs_equals_reference_both_ways(seed):
     rnd = random.Random(seed)
     sources, top = _sources(rnd, rnd.randrange(1, 6))
     for read in [0, top // 2, top]:
-        expect = {}
-        for key, negseq, value in sorted(e for s in sources for e in s):
-            if -negseq <= read and key not in expect:
-                expect[key] = value
-        want = [(k, v) for k, v in sorted(expect.items()) if v is not None]
-        chunked = [_chunked(rnd, s) for s in sources]
-        assert list(merge_visible(chunked, -read, [True])) == want
-        assert list(visible(merge(sources), -read)) == want
-        assert list(visible(merge([s[::-1] for s in sources], reverse=True), -read, reverse=True)) == want[::-1]
+        want = _reference(sources, read)
+        for reverse in (False, True):
+            merged = merge_runs([iter(_as_runs(rnd, s, None, reverse)) for s in sources], reverse)
+            got = [p for part in newest(merged, -read, reverse) for p in part]
+            assert got == (want[::-1] if reverse else want), (read, reverse)
+        assert list(visible(sorted(e for s in sources for e in s), -read)) == want
+        assert list(visible(sorted((e for s in sources for e in s), reverse=True), -read, True)) == want[::-1]
 
 
-def test_merge_visible_stops_when_closed():
-    from byrondbm import error
+@pytest.mark.parametrize("seed", range(80))
+def test_newest_of_one_source_with_clean_runs_equals_reference_both_ways(seed):
+    """A lone source passed through: runs and clean columns mixed, a key's versions cut across runs."""
+    rnd = random.Random(seed)
+    sources, top = _sources(rnd, 1)
+    (entries,) = sources
+    if rnd.random() < 0.5:  # mostly one version a key and no tombstones: many runs are clean
+        entries = sorted({e[0]: (e[0], e[1], e[2] or b"v") for e in reversed(entries)}.values())
+        entries += [(e[0], e[1] - top - 1, b"old") for e in entries if rnd.random() < 0.2]
+        entries.sort()
+    for read in [0, top // 2, top, top * 3]:
+        want = _reference([entries], read)
+        for reverse in (False, True):
+            got = [p for part in newest(_as_runs(rnd, entries, read, reverse), -read, reverse) for p in part]
+            assert got == (want[::-1] if reverse else want), (read, reverse)
 
-    alive = [True]
-    it = merge_visible([[[(b"a", -1, b"1"), (b"b", -2, b"2")]]], -5, alive)
-    assert next(it) == (b"a", b"1")
-    alive[0] = False
-    with pytest.raises(error):
-        next(it)
+
+@pytest.mark.parametrize("seed", range(30))
+def test_merge_runs_reverse_is_a_descending_sort_of_every_entry(seed):
+    rnd = random.Random(seed)
+    sources, _ = _sources(rnd, rnd.randrange(0, 7))
+    merged = list(merge_runs([iter(_as_runs(rnd, s, None, True)) for s in sources], reverse=True))
+    assert all(run == sorted(run) for run in merged)
+    assert [e for run in reversed(merged) for e in run] == sorted(e for s in sources for e in s)
+
+
+def test_merge_runs_reads_a_source_no_further_than_the_round_needs():
+    reads = []
+
+    def source(name: str, runs: list):
+        for run in runs:
+            reads.append(name)
+            yield run
+
+    a = source("a", [[(b"a", -1, b"1")], [(b"c", -3, b"3")]])
+    b = source("b", [[(b"b", -2, b"2")], [(b"d", -4, b"4")]])
+    merged = merge_runs([a, b])
+    assert next(merged) == [(b"a", -1, b"1")]
+    assert reads == ["a", "b"]  # a's run is used up, but its next one is not read until the next round
 
 
 def test_prefix_bounds():

@@ -22,6 +22,7 @@ from byrondbm.bench import report
 from byrondbm.bench.baselines import ENGINES
 from byrondbm.bench.workloads import (
     KEY_SIZE,
+    OPTIONAL_WORKLOADS,
     WORKLOADS,
     Context,
     EngineRun,
@@ -58,8 +59,9 @@ def _positive(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=_positive, default=200_000, help="keys per workload (default 200,000)")
     parser.add_argument("--value-size", type=int, default=100, help="value bytes (default 100); keys are 16")
-    parser.add_argument("--benchmarks", type=_names(WORKLOADS), default=list(WORKLOADS),
-                        help=f"comma-separated workloads (default all: {','.join(WORKLOADS)})")
+    parser.add_argument("--benchmarks", type=_names(WORKLOADS + OPTIONAL_WORKLOADS), default=list(WORKLOADS),
+                        help=f"comma-separated workloads (default all: {','.join(WORKLOADS)}; "
+                        f"also: {','.join(OPTIONAL_WORKLOADS)})")
     parser.add_argument("--engines", type=_names(tuple(ENGINES)), default=list(ENGINES),
                         help=f"comma-separated engines (default every importable one: {','.join(ENGINES)})")
     parser.add_argument("--repeat", type=_positive, default=3, help="runs per workload; the median is reported")

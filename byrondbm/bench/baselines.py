@@ -48,6 +48,8 @@ class Handle:
     count: Callable[[], int]
     close: Callable[[], Any]
     stats: Callable[[], dict[str, Any]] | None = None
+    reverse_items: Callable[[], Iterable[Pair]] | None = None
+    """Every pair in descending key order (engines that scan backwards)."""
     bulk: Callable[[list[Pair]], Any] | None = None
     """Fastest way to write a list of pairs, for untimed preloads only; `batch` when None."""
 
@@ -149,6 +151,7 @@ class Byrondbm(Engine):
         return Handle(
             put=db.__setitem__, get=db.get, delete=db.__delitem__, items=db.scan, ordered=True,
             seek=db.scan, batch=batch, compact=db.compact, count=db.__len__, close=db.close,
+            reverse_items=lambda: db.scan(reverse=True),
             stats=db.stats,
         )
 
@@ -344,13 +347,19 @@ class Lmdb(Engine):
                 if cursor.set_range(key):
                     yield from cursor.iternext()
 
+        def reverse_items() -> Iterator[Pair]:
+            with begin() as txn:
+                cursor = txn.cursor()
+                if cursor.last():
+                    yield from cursor.iterprev()
+
         def batch(pairs: list[Pair]) -> None:
             with begin(write=True) as txn:
                 txn.cursor().putmulti(pairs)
 
         return Handle(
             put=put, get=get, delete=delete, items=items, ordered=True, seek=seek, batch=batch,
-            compact=None, count=lambda: int(env.stat()["entries"]), close=env.close,
+            compact=None, count=lambda: int(env.stat()["entries"]), close=env.close, reverse_items=reverse_items,
         )
 
 
@@ -375,7 +384,7 @@ class Plyvel(Engine):
             put=functools.partial(db.put, sync=True) if sync else db.put, get=db.get, delete=db.delete,
             items=db.iterator, ordered=True, seek=lambda key: db.iterator(start=key), batch=batch,
             compact=db.compact_range, count=lambda: sum(1 for _ in db.iterator(include_value=False)),
-            close=db.close,
+            close=db.close, reverse_items=lambda: db.iterator(reverse=True),
         )
 
 
@@ -405,7 +414,7 @@ class Rocksdict(Engine):
             put=db.put, get=db.get, delete=db.delete, items=db.items, ordered=True,  # type: ignore[arg-type]
             seek=lambda key: db.items(from_key=key), batch=batch,  # type: ignore[arg-type,return-value]
             compact=lambda: db.compact_range(None, None), count=lambda: sum(1 for _ in db.keys()),
-            close=db.close,
+            close=db.close, reverse_items=lambda: db.items(backwards=True),  # type: ignore[arg-type,return-value]
         )
 
 

@@ -51,8 +51,10 @@ WORKLOADS = (
     "fillseq", "fillrandom", "overwrite", "readrandom", "readmissing", "readseq", "seekrandom",
     "deleterandom", "fillbatch", "fillsync", "reopen",
 )
+OPTIONAL_WORKLOADS = ("readreverse",)
+"""Workloads run only when named in ``--benchmarks`` (readreverse: a full scan in descending key order)."""
 ROWS: dict[str, tuple[str, ...]] = {
-    **{w: (w,) for w in WORKLOADS},
+    **{w: (w,) for w in WORKLOADS + OPTIONAL_WORKLOADS},
     "readrandom": ("readrandom", "readrandom_compacted"),
     "fillsync": ("fillsync_1t", "fillsync_8t"),
 }
@@ -351,8 +353,9 @@ def _readmissing(ctx: Context, engine: Engine, h: Handle, row: str) -> Measureme
 
 
 def _readseq(ctx: Context, engine: Engine, h: Handle, row: str) -> Measurement:
-    """One full scan; then an untimed second pass checks every pair."""
-    items = h.items
+    """One full scan (readreverse: in descending key order); then an untimed second pass checks every pair."""
+    items = h.reverse_items if row == "readreverse" else h.items
+    assert items is not None
 
     def body(_: None) -> tuple[int, int]:
         count = 0
@@ -363,7 +366,7 @@ def _readseq(ctx: Context, engine: Engine, h: Handle, row: str) -> Measurement:
     m, _ = clock(ctx, f"{engine.name} {row}", ctx.n, [None], body, engine.name == "byrondbm")
     if m.ops != ctx.n:
         raise VerificationError(f"the scan yielded {m.ops} pairs, expected {ctx.n}")
-    verify_items(ctx.space, h, ctx.n)
+    verify_items(ctx.space, h, ctx.n, reverse=row == "readreverse")
     return m
 
 
@@ -438,7 +441,8 @@ FRESH_ROWS: dict[str, Step] = {
 }
 """Rows each timed on a new, empty store."""
 SHARED_ROWS: dict[str, Step] = {
-    "readrandom": _readrandom, "readmissing": _readmissing, "readseq": _readseq, "seekrandom": _seekrandom,
+    "readrandom": _readrandom, "readmissing": _readmissing, "readseq": _readseq, "readreverse": _readseq,
+    "seekrandom": _seekrandom,
     "readrandom_compacted": _readrandom, "overwrite": _overwrite, "deleterandom": _deleterandom,
 }
 """Rows run in this order on one store loaded (untimed) with n keys; `compact()` runs before
@@ -467,13 +471,16 @@ def verify_store(space: KeySpace, h: Handle, n: int, row: str) -> None:
     _verify_values(space, h, islice(space.permutation(n, row + "/verify"), VERIFY_SAMPLE), 0)
 
 
-def verify_items(space: KeySpace, h: Handle, n: int) -> None:
-    """A full pass over `h.items()`: keys 0..n-1 each once (in order if the engine is ordered), right values."""
+def verify_items(space: KeySpace, h: Handle, n: int, reverse: bool = False) -> None:
+    """A full pass over `h.items()` (`h.reverse_items()` when ``reverse``): keys 0..n-1 each once (in order,
+    descending when ``reverse``, if the engine is ordered), right values."""
     seen = bytearray(n)
-    previous = -1
-    for k, v in h.items():
+    previous = n if reverse else -1
+    pairs = h.reverse_items() if reverse and h.reverse_items is not None else h.items()
+    for k, v in pairs:
         i = space.index(k)
-        if not 0 <= i < n or seen[i] or (h.ordered and i <= previous) or v != space.value(i):
+        out_of_order = h.ordered and (i >= previous if reverse else i <= previous)
+        if not 0 <= i < n or seen[i] or out_of_order or v != space.value(i):
             raise VerificationError(f"unexpected pair in the scan: {k!r} -> {v!r:.40}")
         seen[i] = 1
         previous = i
@@ -512,6 +519,8 @@ def _not_applicable(engine: Engine, h: Handle, row: str) -> str | None:
         return "no batch API"
     if row == "seekrandom" and h.seek is None:
         return "no ordered seek"
+    if row == "readreverse" and h.reverse_items is None:
+        return "no reverse scan"
     return None
 
 

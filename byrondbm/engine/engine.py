@@ -22,25 +22,24 @@ import errno
 import os
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterator, Sequence
-from itertools import chain
+from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import Any, Optional
 
 from ..errors import CorruptionError, error
 from ..options import Options
 from . import directory as dirs
-from . import filenames, memimage
+from . import filenames, memimage, readpath
 from .backup import backup as backup_to
 from .compactor import Compactor
 from .fileio import sync_dir
 from .follower import Follower
-from .iterators import concat, merge, merge_visible, prefix_bounds, visible
+from .iterators import prefix_bounds
 from .manifest import ManifestState
 from .memtable import Memtable
 from .recovery import recover
 from .records import MAX_SEQ, Entry, Op, encode_batch
-from .sstable import BlockCache, TableReader
+from .sstable import BlockCache
 from .version import MAX_LEVELS, Version
 from .versionset import VersionSet
 from .wal import BUFFERED, OS, SYNC, LogWriter
@@ -472,9 +471,10 @@ class Engine:
         reverse: bool = False,
         seq: Optional[int] = None,
         prefix: Optional[bytes] = None,
-    ) -> Iterator[tuple[bytes, bytes]]:
-        """Lazily yield ``(key, value)`` for keys in ``[start, stop)`` (and starting with ``prefix``) as of
-        one point in time.
+        keys_only: bool = False,
+    ) -> Iterator[Any]:
+        """Lazily yield ``(key, value)`` (or keys, with ``keys_only``) for keys in ``[start, stop)`` (and
+        starting with ``prefix``) as of one point in time; the pipeline is readpath.py's.
 
         With ``seq`` None, that point is the call (the scan pins it); otherwise ``seq`` must already be
         pinned by the caller (a snapshot). Raises `error` if the database is closed while it runs.
@@ -487,54 +487,7 @@ class Engine:
         read_seq = pinned if seq is None else seq
         if seq is not None and self._follower is not None:
             v = self._pinned_versions.get(seq, v)  # a reader's snapshot: the version pinned with it
-        holder: list[weakref.finalize] = []
-        gen: Iterator[tuple[bytes, bytes]]
-        if start is not None and stop is not None and start >= stop:
-            gen = self._nothing(holder)
-        elif reverse:
-            gen = self._reverse(v, start, stop, read_seq, holder)
-        else:
-            try:
-                sources = self._sources(v, start, stop, False)
-            except BaseException:
-                self.unpin(pinned)
-                raise
-            # The forward scan is merge_visible's own generator (no wrapper: one frame less a pair); it
-            # calls the holder's unpin when it ends, and the finalizer unpins one never started or dropped.
-            gen = merge_visible(sources, -read_seq, self._alive, holder)
-        holder.append(weakref.finalize(gen, self.unpin, pinned))
-        return gen
-
-    def _sources(self, v: Version, start: Optional[bytes], stop: Optional[bytes], reverse: bool) -> list[Iterator[list[Entry]]]:
-        """Chunked sources of ``[start, stop)``, newest first: memtables, L0 tables, then one per level."""
-        sources: list[Iterator[list[Entry]]] = [v.mem.chunks(start, stop, reverse)]
-        sources += [m.chunks(start, stop, reverse) for m in v.imms]
-        sources += [t.chunks(start, stop, reverse) for t in v.levels[0]]
-        for level in range(1, MAX_LEVELS):
-            tables = v.level_range(level, start, stop)
-            if reverse:
-                tables.reverse()
-            if tables:
-                sources.append(concat([_opener(t, start, stop, reverse) for t in tables]))
-        return sources
-
-    @staticmethod
-    def _nothing(unpin: list[weakref.finalize]) -> Iterator[tuple[bytes, bytes]]:
-        unpin[0]()
-        yield from ()
-
-    def _reverse(
-        self, v: Version, start: Optional[bytes], stop: Optional[bytes], read_seq: int, unpin: list[weakref.finalize]
-    ) -> Iterator[tuple[bytes, bytes]]:
-        """A reverse scan: a heap merge of the sources' reversed streams (visible keeps the newest version)."""
-        try:
-            flat = [chain.from_iterable(s) for s in self._sources(v, start, stop, True)]
-            for item in visible(merge(flat, True), -read_seq, True):
-                if self._closed:
-                    raise error("database was closed during iteration")
-                yield item
-        finally:
-            unpin[0]()
+        return readpath.scan(v, start, stop, reverse, read_seq, self._alive, partial(self.unpin, pinned), keys_only)
 
     def count(self) -> int:
         """Exact number of live keys. Cost: O(1) after the first call following writes, else one lookup
@@ -759,10 +712,3 @@ class Engine:
         e = v.get(key, read_negseq)
         return None if e is None else e[2]
 
-
-def _opener(
-    t: TableReader, start: Optional[bytes], stop: Optional[bytes], reverse: bool, fill_cache: bool = True
-) -> Callable[[], Iterator[list[Entry]]]:
-    """Open ``t``'s chunks later (when `concat` reaches it). Compactions pass ``fill_cache=False`` so one
-    merge does not evict every block point lookups use."""
-    return lambda: t.chunks(start, stop, reverse, fill_cache=fill_cache)

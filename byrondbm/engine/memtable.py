@@ -6,8 +6,8 @@ lookup (O(1)), and so is a put: keys are *sorted lazily*. A new key is only appe
 (first-insertion order); a scan or a flush first folds the keys added since the last fold into a
 `SortedList` (one C sort when many are pending, an O(log n) insertion each when few are). So a stream of
 puts never pays for ordering (~2 µs a new key with an eager sorted insert), and a scan after k new keys
-pays O(k log n) once. A range scan re-seeks every `CHUNK` keys, so writes may go on between chunks without
-disturbing it (it filters by sequence number).
+pays O(k log n) once. A range scan re-seeks every run of keys (at most `CHUNK`), so writes may go on between
+runs without disturbing it (it filters by sequence number).
 
 Threads: puts run under the engine's write lock; scans and flushes may run concurrently with them and with
 each other. Only a fold changes the `SortedList`, and folds and chunk reads hold the memtable's own lock,
@@ -31,7 +31,7 @@ from sortedcontainers import SortedList
 
 from .records import Entry
 
-CHUNK = 128
+CHUNK = 512
 FIRST_CHUNK = 32
 ENTRY_OVERHEAD = 48  # bytes charged per entry on top of key and value, so tiny entries still fill it
 
@@ -131,16 +131,23 @@ class Memtable:
         return self._keys
 
     def iter(self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False) -> Iterator[Entry]:
-        """Every entry with ``start <= key < stop`` in entry order (or its exact reverse): `chunks`, flat."""
-        return chain.from_iterable(self.chunks(start, stop, reverse))
+        """Every entry with ``start <= key < stop`` in entry order (or its exact reverse), one by one."""
+        if not reverse:
+            return chain.from_iterable(self.chunks(start, stop))
+        return chain.from_iterable(map(reversed, self.chunks(start, stop, True)))
 
-    def chunks(self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False) -> Iterator[list[Entry]]:
-        """`iter`'s entries as lists of the entries of up to `CHUNK` keys (the first of `FIRST_CHUNK`, so
-        a short scan copies little).
+    def chunks(
+        self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False,
+        read_negseq: int | None = None,
+    ) -> Iterator[list[Entry]]:
+        """The entries with ``start <= key < stop`` as runs (iterators.py's protocol): lists of the entries
+        of up to `FIRST_CHUNK` keys, then of four times more each run up to `CHUNK` (a short scan copies
+        little, a long one re-seeks seldom); each run in entry order, the runs upwards, or downwards when
+        ``reverse``. ``read_negseq`` is accepted for the protocol; memtable runs are never `Clean`.
 
-        Safe while writers insert: each chunk of keys is read after a fold, under the memtable's lock;
-        every key written before the first chunk is seen, later ones may or may not be, so callers filter
-        by sequence number.
+        Safe while writers insert: each run's keys are read after a fold, under the memtable's lock;
+        every key written before the first run is seen, later ones may or may not be, so callers filter
+        by sequence number. Cost: O(log n) a run to re-seek, then a C-level pass a key.
         """
         get = self._map.get
         lo, hi = start, stop
@@ -150,25 +157,26 @@ class Memtable:
         while True:
             with self._fold_lock:
                 keys = list(islice(self._fold().irange(lo, hi, (lo_inclusive, hi_inclusive), reverse), size))
-                found = [get(k) for k in keys]
-                if any(type(e) is list for e in found):
-                    chunk = []
-                    for e in found:
-                        if type(e) is not list:
-                            chunk.append(e)
-                        elif reverse:
-                            chunk += e  # oldest first
-                        else:
-                            chunk += reversed(e)  # type: ignore[arg-type]
-                    found = chunk
-            yield found  # type: ignore[misc]
+                if reverse:
+                    keys.reverse()
+                found = list(map(get, keys))
+            if list in map(type, found):  # (a put may turn an entry into a list at any moment)
+                run: list[Entry] = []
+                for e in found:
+                    if type(e) is list:
+                        run += reversed(e)  # type: ignore[arg-type]  # newest first
+                    else:
+                        run.append(e)  # type: ignore[arg-type]
+                found = run  # type: ignore[assignment]
+            if found:
+                yield found  # type: ignore[misc]
             if len(keys) < size:
                 return
             if reverse:
-                hi, hi_inclusive = keys[-1], False
+                hi, hi_inclusive = keys[0], False
             else:
                 lo, lo_inclusive = keys[-1], False
-            size = CHUNK
+            size = min(4 * size, CHUNK)
 
     def sorted_keys(self) -> SortedList:
         """Every key, sorted (for a flush: the memtable no longer changes then). Cost: one fold."""

@@ -61,9 +61,15 @@ class LargeValue(NamedTuple):
 
 StoredValue = bytes | LargeValue | None
 BlockEntry = tuple[bytes, int, StoredValue]
-DecodedBlock = tuple[list[BlockEntry], bool]
-"""``(entries, has_large)``: the entries in order and whether any value is a `LargeValue` the reader must
-resolve. The block cache holds these for blocks iterators read (point lookups bisect the entries)."""
+NOT_CLEAN = 1 << 64
+"""`DecodedBlock`'s ``clean_seq`` of a block that is clean for no reader (above every sequence number)."""
+DecodedBlock = tuple[list[BlockEntry], bool, Sequence[bytes], Sequence[StoredValue], int]
+"""``(entries, has_large, keys, values, clean_seq)``: the entries in order; whether any value is a
+`LargeValue` the reader must resolve; the entries' keys and values as columns; and ``clean_seq``, the
+highest sequence number of the block when it holds no tombstone, no large value and one version a key
+(else `NOT_CLEAN`): a scan at sequence number ``clean_seq`` or later takes its pairs as
+``zip(keys, values)``, with no Python step a pair. The block cache holds these for blocks iterators read
+(point lookups bisect the entries)."""
 
 
 def encode_block(keys: list[bytes], values: list[bytes], seqs: list[int], kinds: bytearray) -> bytes:
@@ -113,11 +119,18 @@ def _strings(raw: bytes, start: int, ends: tuple[int, ...], limit: int, path: st
     return list(map(get, map(slice, (start,) + ends[:-1], ends)))
 
 
-def decode_block(raw: bytes, size: int, path: str) -> DecodedBlock:
-    """Decode the data block held in ``raw[:size]`` (already CRC-checked) into its entries.
+def decode_block(raw: bytes, size: int, path: str) -> tuple[list[BlockEntry], bool]:
+    """``(entries, has_large)`` of the data block held in ``raw[:size]``: `decode`'s first two items."""
+    decoded = decode(raw, size, path)
+    return decoded[0], decoded[1]
 
-    Cost: O(entries) in C (see `_strings`; one tuple per entry), plus a Python step per tombstone or large
-    value. Anything that does not fit raises `CorruptionError`.
+
+def decode(raw: bytes, size: int, path: str) -> DecodedBlock:
+    """Decode the data block held in ``raw[:size]`` (already CRC-checked) into its entries and columns.
+
+    Cost: O(entries) in C (see `_strings`; one tuple per entry; a set of the keys for ``clean_seq`` when
+    no value is a tombstone or large), plus a Python step per tombstone or large value. Anything that does
+    not fit raises `CorruptionError`.
     """
     if size < TAIL_SIZE:
         raise CorruptionError("data block shorter than its entry count", path)
@@ -136,7 +149,8 @@ def decode_block(raw: bytes, size: int, path: str) -> DecodedBlock:
     values = _strings(raw, key_ends[-1], value_ends, columns_at, path)
     kinds = raw[kinds_at : kinds_at + n]
     has_large = False
-    if kinds.count(KIND_VALUE) != n:
+    clean = kinds.count(KIND_VALUE) == n
+    if not clean:
         values = list(values)
         for i, kind in enumerate(kinds):
             if kind == KIND_VALUE:
@@ -150,7 +164,8 @@ def decode_block(raw: bytes, size: int, path: str) -> DecodedBlock:
             else:
                 raise CorruptionError(f"data block entry has kind {kind} with a {vlen}-byte value", path)
     seqs = struct.unpack_from(f"<{n}Q", raw, seqs_at)
-    return list(zip(keys, map(neg, seqs), values)), has_large
+    clean_seq = max(seqs) if clean and len(set(keys)) == n else NOT_CLEAN
+    return list(zip(keys, map(neg, seqs), values)), has_large, keys, values, clean_seq
 
 
 NEXT_BLOCK = True

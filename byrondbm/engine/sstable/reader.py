@@ -18,13 +18,15 @@ import dataclasses
 import os
 import struct
 import weakref
+from typing import cast, overload
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import chain, pairwise
 from zlib import crc32
 
 from ...errors import CorruptionError, error
+from ..iterators import Clean
 from ..records import Entry
 from .block import (
     MISSED_HINT,
@@ -32,6 +34,7 @@ from .block import (
     BlockEntry,
     DecodedBlock,
     LargeValue,
+    decode,
     decode_block,
     decode_index,
     find_in_block,
@@ -58,6 +61,15 @@ from .format import (
 from .hash_index import ABSENT, HashIndex
 
 _U32 = struct.Struct("<I")
+RUN = 1024
+"""Most entries a run of `TableReader.chunks` joins from its blocks."""
+
+
+def _joined(parts: list[list[Entry]], reverse: bool) -> list[Entry]:
+    """One run of block parts that follow one another in a stream (downwards when ``reverse``)."""
+    if len(parts) == 1:
+        return parts[0]
+    return list(chain.from_iterable(reversed(parts) if reverse else parts))
 
 
 def _in_entries(entries: list[BlockEntry], key: bytes, read_negseq: int) -> BlockEntry | bool:
@@ -283,15 +295,36 @@ class TableReader:
     def iter(
         self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False, *, fill_cache: bool = True
     ) -> Iterator[Entry]:
-        """Entries with ``start <= key < stop`` in entry order, or exactly reversed: `chunks`, flat."""
-        return chain.from_iterable(self.chunks(start, stop, reverse, fill_cache=fill_cache))
+        """Entries with ``start <= key < stop`` in entry order, or exactly reversed, one by one."""
+        runs = self.chunks(start, stop, reverse, fill_cache=fill_cache)
+        return chain.from_iterable(map(reversed, runs) if reverse else runs)  # type: ignore[arg-type]
+
+    @overload
+    def chunks(
+        self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False,
+        read_negseq: None = None, *, fill_cache: bool = True,
+    ) -> Iterator[list[Entry]]: ...
+
+    @overload
+    def chunks(
+        self, start: bytes | None, stop: bytes | None, reverse: bool, read_negseq: int, *, fill_cache: bool = True
+    ) -> Iterator[list[Entry] | Clean]: ...
 
     def chunks(
-        self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False, *, fill_cache: bool = True
-    ) -> Iterator[list[Entry]]:
-        """`iter`'s entries as one list per data block. Lazy: blocks are read as the consumer advances;
-        large values come back as bytes.
+        self,
+        start: bytes | None = None,
+        stop: bytes | None = None,
+        reverse: bool = False,
+        read_negseq: int | None = None,
+        *,
+        fill_cache: bool = True,
+    ) -> Iterator[list[Entry] | Clean]:
+        """The entries with ``start <= key < stop`` as runs (iterators.py's protocol), lazily: blocks are read
+        as the consumer advances. The first run is the first block's part in range (a seek decodes one
+        block), each later run joins blocks up to twice as many entries as the one before, up to `RUN`
+        (fewer, longer runs: fewer rounds of a merge). Large values come back as bytes, in runs of one.
 
+        With ``read_negseq``, a block clean for that reader (`DecodedBlock`) comes as its `Clean` columns.
         ``fill_cache=False`` (for compactions and other one-pass reads) still uses cached blocks but does not
         cache the blocks it reads, so it does not evict the blocks point lookups need.
         """
@@ -299,47 +332,73 @@ class TableReader:
             raise error(f"table {self.path} is closed")
         if start is not None and stop is not None and start >= stop:
             return iter(())
-        return self._backward(start, stop, fill_cache) if reverse else self._forward(start, stop, fill_cache)
+        return self._runs(start, stop, reverse, fill_cache, -1 if read_negseq is None else -read_negseq)
 
-    def _forward(self, start: bytes | None, stop: bytes | None, fill: bool) -> Iterator[list[Entry]]:
-        keys = self._last_keys
-        b = 0 if start is None else bisect_left(keys, start)
-        while b < self._num_blocks:
-            entries, has_large = self._block(b, fill)
-            i = 0 if start is None else bisect_left(entries, (start,))
-            j = len(entries) if stop is None or keys[b] < stop else bisect_left(entries, (stop,))
-            part = entries[i:j] if i or j < len(entries) else entries
-            if has_large:
-                yield from self._resolved(part)
-            else:
-                yield part  # type: ignore[misc]  # no LargeValue in a block without large values
-            if j < len(entries):
-                return
-            start = None
-            b += 1
+    def _runs(
+        self, start: bytes | None, stop: bytes | None, reverse: bool, fill: bool, read_seq: int
+    ) -> Iterator[list[Entry] | Clean]:
+        parts: list[list[Entry]] = []  # block parts joined into the next run, in the stream's order
+        held = 0  # entries in parts
+        target = 0  # entries the next run reaches before it is yielded
+        for (entries, has_large, keys, values, clean_seq), i, j in self._spans(start, stop, reverse, fill):
+            whole = i == 0 and j == len(entries)
+            if clean_seq <= read_seq or has_large:
+                if parts:
+                    yield _joined(parts, reverse)
+                    parts, held = [], 0
+                if clean_seq <= read_seq:  # values then hold bytes alone
+                    yield cast(Clean, (keys, values) if whole else (keys[i:j], values[i:j]))
+                else:
+                    part = entries[i:j]
+                    yield from self._resolved(reversed(part) if reverse else part)
+                continue
+            parts.append(entries if whole else entries[i:j])  # type: ignore[arg-type]  # no LargeValue here
+            held += j - i
+            if held >= target:
+                yield _joined(parts, reverse)
+                target = min(2 * (target or held), RUN)
+                parts, held = [], 0
+        if parts:
+            yield _joined(parts, reverse)
 
-    def _backward(self, start: bytes | None, stop: bytes | None, fill: bool) -> Iterator[list[Entry]]:
-        b = self._num_blocks - 1 if stop is None else min(bisect_left(self._last_keys, stop), self._num_blocks - 1)
+    def _spans(
+        self, start: bytes | None, stop: bytes | None, reverse: bool, fill: bool
+    ) -> Iterator[tuple[DecodedBlock, int, int]]:
+        """The data blocks that hold keys of ``[start, stop)``, in the stream's order, each with the bounds
+        ``i < j`` of its entries in range. Cost: one bisect of the index, then one of each end block."""
+        last_keys, n = self._last_keys, self._num_blocks
+        if not reverse:
+            b = 0 if start is None else bisect_left(last_keys, start)
+            while b < n:
+                block = self._block(b, fill)
+                entries = block[0]
+                i = 0 if start is None else bisect_left(entries, (start,))
+                j = len(entries) if stop is None or last_keys[b] < stop else bisect_left(entries, (stop,))
+                if i < j:
+                    yield block, i, j
+                if j < len(entries):
+                    return
+                start = None
+                b += 1
+            return
+        b = n - 1 if stop is None else min(bisect_left(last_keys, stop), n - 1)
         while b >= 0:
-            entries, has_large = self._block(b, fill)
+            block = self._block(b, fill)
+            entries = block[0]
             i = 0 if start is None else bisect_left(entries, (start,))
             j = len(entries) if stop is None else bisect_left(entries, (stop,))
-            part = entries[i:j]
-            part.reverse()
-            if has_large:
-                yield from self._resolved(part)
-            else:
-                yield part  # type: ignore[misc]  # no LargeValue in a block without large values
+            if i < j:
+                yield block, i, j
             if i > 0:
                 return
             stop = None
             b -= 1
 
-    def _resolved(self, entries: list) -> Iterator[list[Entry]]:
-        """``entries`` one a chunk, each large value read as its chunk is reached (a scan holds one)."""
+    def _resolved(self, entries: Iterable[BlockEntry]) -> Iterator[list[Entry]]:
+        """``entries`` one a run, each large value read as its run is reached (a scan holds one)."""
         read_large = self._read_large
         for e in entries:
-            yield [(e[0], e[1], read_large(e[2]))] if e[2].__class__ is LargeValue else [e]
+            yield [(e[0], e[1], read_large(e[2]))] if e[2].__class__ is LargeValue else [e]  # type: ignore[arg-type,list-item]
 
     def _block(self, b: int, fill: bool = True) -> DecodedBlock:
         """Data block ``b``, decoded: from the cache, else decoded from its cached bytes or from the file,
@@ -351,7 +410,7 @@ class TableReader:
             return block  # type: ignore[return-value]
         raw = self._read_data(b) if block is None else block
         size = len(raw) - TRAILER_SIZE  # type: ignore[arg-type]
-        decoded = decode_block(raw, size, self.path)  # type: ignore[arg-type]
+        decoded = decode(raw, size, self.path)  # type: ignore[arg-type]
         if fill:
             self._cache.put(self._cache_base + b, decoded, decoded_charge(size, len(decoded[0])))
         return decoded

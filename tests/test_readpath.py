@@ -1,0 +1,106 @@
+"""The scan pipeline (engine/readpath.py): a lone source passed through with clean blocks as zips, the
+same answers as the merge both ways, seeks that read only what they reach."""
+
+from __future__ import annotations
+
+from itertools import islice
+from pathlib import Path
+
+import pytest
+
+import byrondbm
+from byrondbm.engine import readpath
+from byrondbm.engine.sstable import TableReader
+
+SMALL = dict(memtable_size=8192, target_file_size=8192, block_size=512, background_compaction=False)
+
+
+def _fill(db: byrondbm.Database, n: int, tag: bytes = b"v") -> None:
+    with db.batch() as b:
+        for i in range(n):
+            b[b"%06d" % i] = tag + b"%d" % i
+
+
+def test_a_compacted_store_is_one_source_whose_clean_blocks_come_as_zips(tmp_path: Path) -> None:
+    db = byrondbm.open(tmp_path / "db", "c", **SMALL)
+    _fill(db, 3000)
+    db.compact()
+    engine = db._engine
+    v = engine.version
+    assert len(readpath.sources(v, None, None)) == 1
+    seq = engine.last_sequence
+    want = [(b"%06d" % i, b"v%d" % i) for i in range(3000)]
+    for reverse in (False, True):
+        parts = list(readpath.pairs(v, None, None, reverse, -seq))
+        assert all(type(p) is not list for p in parts)  # zips (and a pending pair when reverse): no Python step a pair
+        assert [p for part in parts for p in part] == (want[::-1] if reverse else want)
+    assert list(db.scan(b"000100", b"000200")) == want[100:200]
+    assert list(db.scan(b"000100", b"000200", reverse=True)) == want[100:200][::-1]
+    db.close()
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_blocks_newer_than_a_snapshot_or_holding_tombstones_are_filtered(tmp_path: Path, reverse: bool) -> None:
+    """After the snapshot: new keys, overwrites and deletes, all compacted into one level. Blocks holding
+    versions newer than the snapshot must not be taken whole; the scan at the snapshot sees its own state,
+    the scan now sees the new one."""
+    db = byrondbm.open(tmp_path / "db", "c", **SMALL)
+    _fill(db, 2000)
+    db.compact()
+    snap = db.snapshot()
+    old = [(b"%06d" % i, b"v%d" % i) for i in range(2000)]
+    with db.batch() as b:
+        for i in range(2000, 2600):
+            b[b"%06d" % i] = b"new%d" % i
+        for i in range(0, 2000, 7):
+            b[b"%06d" % i] = b"over%d" % i
+        for i in range(3, 2000, 11):
+            del b[b"%06d" % i]
+    db.compact()
+    assert len(readpath.sources(db._engine.version, None, None)) == 1
+    now = dict(old)
+    now.update((b"%06d" % i, b"new%d" % i) for i in range(2000, 2600))
+    now.update((b"%06d" % i, b"over%d" % i) for i in range(0, 2000, 7))
+    for i in range(3, 2000, 11):
+        del now[b"%06d" % i]
+    expected_now = sorted(now.items(), reverse=reverse)
+    assert list(snap.scan(reverse=reverse)) == sorted(old, reverse=reverse)
+    assert list(db.scan(reverse=reverse)) == expected_now
+    assert list(db.scan(b"000500", b"002100", reverse=reverse)) == [p for p in expected_now if b"000500" <= p[0] < b"002100"]
+    snap.close()
+    db.close()
+
+
+def test_a_seek_reads_one_block_of_one_table_of_a_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = byrondbm.open(tmp_path / "db", "c", **SMALL)
+    _fill(db, 20000)
+    db.compact()
+    v = db._engine.version
+    level = next(lv for lv in v.levels[1:] if lv)
+    assert len(level) > 10
+    reads: list[tuple[int, int]] = []
+    real = TableReader._block
+
+    def counted(self: TableReader, b: int, fill: bool = True):  # noqa: ANN202
+        reads.append((self.number, b))
+        return real(self, b, fill)
+
+    monkeypatch.setattr(TableReader, "_block", counted)
+    assert next(db.scan(b"012345")) == (b"012345", b"v12345")
+    assert len(reads) == 1
+    reads.clear()
+    got = list(islice(db.scan(b"012345", reverse=False), 100))
+    assert got == [(b"%06d" % i, b"v%d" % i) for i in range(12345, 12445)]
+    assert len({t for t, _ in reads}) <= 2 and len(reads) <= 1 + 100 * 30 // 512 + 1
+    db.close()
+
+
+def test_keys_only_scans_give_the_keys_of_the_pairs(tmp_path: Path) -> None:
+    db = byrondbm.open(tmp_path / "db", "c", **SMALL)
+    _fill(db, 1500)
+    db.compact()
+    for i in range(0, 1500, 3):
+        db[b"%06d" % i] = b"mem"
+    for reverse in (False, True):
+        assert list(db.scan(keys_only=True, reverse=reverse)) == [k for k, _ in db.scan(reverse=reverse)]
+    db.close()
