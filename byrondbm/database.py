@@ -170,7 +170,8 @@ class Database(_Scan, ScanViews, MutableMapping[bytes, bytes]):  # type: ignore[
         self._engine.refresh()
 
     def close(self) -> None:
-        """Close (idempotent). Iterators still running raise `byrondbm.error` at their next step."""
+        """Close (idempotent). Iterators still running raise `byrondbm.error` once they have
+        handed out the run of pairs they had already read."""
         self._engine.close()
 
     def __enter__(self) -> "Database":

@@ -548,7 +548,8 @@ class Engine:
         """Stop background work (running jobs are killed: their outputs are temp files), make the log
         durable, save an image of each memtable (memimage.py: the next open loads them in C, appends to the
         same log and flushes the immutable ones in the background), record the running totals, release the
-        lock. Idempotent. Iterators still running raise `error` at their next step."""
+        lock. Idempotent. Iterators still running raise `error` once they have handed out
+        the run of pairs they had already read (readpath.py)."""
         with self._write_lock:
             if self._closed:
                 return
