@@ -18,7 +18,7 @@ def test_sweep_finds_no_wrong_value(tmp_path) -> None:
     assert summary["check_disagreements"] == 0, summary["failures"]
     assert summary["repair_failures"] == 0, summary["failures"]
     kinds = {k.split("/")[0] for k in summary["outcomes"]}
-    assert kinds == {"current", "manifest", "log", "table"}
+    assert kinds == {"current", "manifest", "log", "image", "table"}
     assert summary["repairs"] > 10
 
 
