@@ -26,6 +26,11 @@ class Options:
     """Bloom filter bits per key (10 gives ~1% false positives); 0 writes no filter."""
     block_cache_size: int = 32 * MiB
     """Bytes of memory (measured, not on-disk size) the shared LRU block cache may hold; 0 disables it."""
+    compaction_style: str = "leveled"
+    """How tables are merged in the background (byrondbm/engine/compaction.py): "leveled" (LevelDB's: L1..L6
+    each ``level_ratio`` times the last, fewest runs for a read to probe) or "tiered" (RocksDB's universal
+    compaction: sorted runs of similar size merged together, fewer bytes rewritten per byte written, more
+    runs to probe). Either style opens a database the other wrote; switching only changes what is merged next."""
     target_file_size: int = 4 * MiB
     """Size at which a compaction starts a new output table."""
     level_ratio: int = 10
@@ -33,7 +38,8 @@ class Options:
     level1_size: int = 64 * MiB
     """Target size of level 1; level k's is ``level1_size * level_ratio ** (k - 1)``."""
     l0_compaction_trigger: int = 4
-    """Number of L0 files that starts an L0 → L1 compaction."""
+    """Number of L0 files that starts an L0 → L1 compaction (tiered: number of sorted runs, L0 tables and
+    non-empty levels, that starts a merge)."""
     l0_slowdown_trigger: int = 8
     """Number of L0 files at which each write is delayed ~1 ms (backpressure)."""
     l0_stop_trigger: int = 12
@@ -99,6 +105,7 @@ _RULES: dict[str, tuple[type, int, int]] = {
     "compression": (str, 0, 0),
     "bloom_bits_per_key": (int, 0, 64),
     "block_cache_size": (int, 0, 64 * 1024 * MiB),
+    "compaction_style": (str, 0, 0),
     "target_file_size": (int, 1 * KiB, 4096 * MiB),
     "level_ratio": (int, 2, 1000),
     "level1_size": (int, 1 * KiB, 1 << 40),
@@ -110,5 +117,5 @@ _RULES: dict[str, tuple[type, int, int]] = {
     "background_compaction": (bool, 0, 1),
     "workers": (int, 0, 64),
 }
-_CHOICES = {"compression": ("zlib", "none")}
+_CHOICES = {"compression": ("zlib", "none"), "compaction_style": ("leveled", "tiered")}
 """The values a str option may take (the first is the default)."""

@@ -258,14 +258,9 @@ class Compactor:
             vs.counters["trivial_moves"] += 1
 
     def _merge(self, c: Compaction) -> None:
-        vs = self._vs
-        v = vs.current
-        runs = [[t.number] for t in c.inputs] if c.level == 0 else [[t.number for t in c.inputs]]
-        if c.lower:
-            runs.append([t.number for t in c.lower])
-        deeper = [v.levels[k] for k in range(c.output_level + 1, MAX_LEVELS) if v.levels[k]]
-        base = [([t.smallest for t in ts], [t.largest for t in ts]) for ts in deeper]
-        self.run_compaction(runs, base, c.all_inputs(), c.output_level, c.level, max(t.largest for t in c.inputs))
+        runs = [[t.number for t in tables] for tables in c.runs]
+        base = [([t.smallest for t in ts], [t.largest for t in ts]) for ts in c.base]
+        self.run_compaction(runs, base, c.all_inputs(), c.output_level, c.level, c.pointer, c.split)
 
     def run_compaction(
         self,
@@ -275,14 +270,16 @@ class Compactor:
         output_level: int,
         level: Optional[int] = None,
         pointer: Optional[bytes] = None,
+        split: bool = True,
     ) -> None:
-        """Merge ``runs`` (newest first) into ``output_level``, replacing ``inputs``. Under the compaction
-        lock (the background thread's or `compact_everything`'s)."""
+        """Merge ``runs`` (newest first) into ``output_level``, replacing ``inputs``; ``base`` are the key
+        ranges of the runs below the output. Under the compaction lock (the background thread's or
+        `compact_everything`'s)."""
         vs = self._vs
         held = vs.hold(inputs)
         try:
             result = self._run(CompactionJob(vs.directory, next(self._jobs), runs, self._smallest_snapshot(),
-                                             base, self._options, self._mode))
+                                             base, self._options, self._mode, split))
         finally:
             vs.release(held)
         outputs = self._rename(result)
@@ -320,7 +317,12 @@ class Compactor:
 
 
 def _replace(cur: Version, gone: set[int], output_level: int, outputs: list[TableReader]) -> Version:
-    """``cur`` without the tables numbered in ``gone`` and with ``outputs`` in ``output_level``."""
+    """``cur`` without the tables numbered in ``gone`` and with ``outputs`` in ``output_level``: by key in
+    a sorted level; in L0 newest first, by largest sequence number, as recovery orders L0 (the runs of a
+    tiered merge are adjacent in age, so its output falls between the tables newer and older than them)."""
     levels = [[t for t in level if t.number not in gone] for level in cur.levels]
-    levels[output_level] = sorted(levels[output_level] + outputs, key=lambda t: t.smallest)
+    if output_level == 0:
+        levels[0] = sorted(levels[0] + outputs, key=lambda t: -t.properties.max_seq)
+    else:
+        levels[output_level] = sorted(levels[output_level] + outputs, key=lambda t: t.smallest)
     return Version(cur.mem, cur.imms, levels)

@@ -7,8 +7,8 @@ which the next writable open removes (docs/design.md, "Background work").
 
 - flush: a rotated log -> one L0 table, plus the change the log makes to the exact key count (its keys
   that are live after it, minus those of them live in the tables below, looked up in those tables).
-- compaction: sorted runs of tables -> tables cut near ``target_file_size``, dropping versions no reader
-  can see and tombstones over nothing (``base`` names the key ranges of the levels below the output).
+- compaction: sorted runs of tables -> tables cut near ``target_file_size`` (or one table), dropping versions
+  no reader can see and tombstones over nothing (``base`` names the key ranges of the runs below the output).
 """
 
 from __future__ import annotations
@@ -58,9 +58,11 @@ class CompactionJob:
     """Sorted runs of table numbers, newest first: an L0 table alone, or a level's tables in key order."""
     smallest_snapshot: int
     base: Optional[list[tuple[list[bytes], list[bytes]]]]
-    """(smallest keys, largest keys) of each level below the output; None: no level below holds anything."""
+    """(smallest keys, largest keys) of each sorted run below the output; None: no run below holds anything."""
     options: Options
     mode: int
+    split: bool = True
+    """Cut outputs near ``target_file_size``; False: one table (a tiered merge's output in L0)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,7 +160,7 @@ def _compact(job: CompactionJob, stop: Optional[Callable[[], bool]]) -> JobResul
             sources.append(concat([_chunks_of(t) for t in tables]))
     entries = drop_obsolete(chain.from_iterable(merge_chunks(sources)), job.smallest_snapshot, _is_base(job.base))
     try:
-        outputs = build_tables(entries, job.options, job.mode, temp_path(job.directory, job.job), True, stop)
+        outputs = build_tables(entries, job.options, job.mode, temp_path(job.directory, job.job), job.split, stop)
     finally:
         for tables in runs:
             for t in tables:
@@ -171,7 +173,7 @@ def _chunks_of(t: TableReader) -> Callable[[], Iterator[list[Entry]]]:
 
 
 def _is_base(base: Optional[list[tuple[list[bytes], list[bytes]]]]) -> Callable[[bytes], bool]:
-    """A predicate: no level below the output has a table whose range holds the key."""
+    """A predicate: no run below the output has a table whose range holds the key."""
     if not base:
         return lambda key: True
 

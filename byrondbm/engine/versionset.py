@@ -191,9 +191,12 @@ class VersionSet:
                 self.unlink(name)
 
     def _check(self) -> None:
-        """Assert that the state and the current version list the same tables."""
+        """Assert that the state and the current version list the same tables, and that L0 is newest first
+        with disjoint sequence ranges (the order recovery rebuilds from the tables' sequence numbers)."""
         with self.lock:
             v = self.current
             v._check()
+            for newer, older in zip(v.levels[0], v.levels[0][1:]):
+                assert newer.properties.min_seq > older.properties.max_seq, (newer.number, older.number)
             assert {t.number for t in v.tables()} == {m for files in self.state.levels.values() for m in files}
             assert not (self._doomed & {t.number for t in v.tables()})
