@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from byrondbm.engine.iterators import merge_chunks, merge_runs, newest, prefix_bounds, visible
+from byrondbm.engine.iterators import merge_runs, newest, prefix_bounds, visible
 
 
 def _sources(rnd: random.Random, n: int):
@@ -115,10 +115,10 @@ def test_prefix_bounds():
 
 
 @pytest.mark.parametrize("seed", range(60))
-def test_merge_chunks_is_a_sort_of_every_entry(seed):
+def test_merge_runs_is_a_sort_of_every_entry(seed):
     """Any number of sources, cut into chunks anywhere (empty chunks too), with versions of one key
     spread over sources: the merged chunks concatenate to the sorted union."""
     rnd = random.Random(seed)
     sources, _ = _sources(rnd, rnd.randrange(0, 7))
-    merged = list(merge_chunks([iter(_chunked(rnd, s)) for s in sources]))
+    merged = list(merge_runs([iter(_chunked(rnd, s)) for s in sources]))
     assert [e for chunk in merged for e in chunk] == sorted(e for s in sources for e in s)

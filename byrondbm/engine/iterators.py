@@ -33,8 +33,6 @@ Run = list[Entry]
 Clean = Tuple[Sequence[bytes], Sequence[bytes]]
 """The keys and values of a clean run: every entry visible to the reader, none a tombstone, one a key."""
 Pair = Tuple[bytes, bytes]
-Chunks = Iterable[Run]
-"""A stream of runs in forward order (what compactions and backups merge)."""
 
 
 class Source(Protocol):
@@ -109,11 +107,6 @@ def merge_runs(sources: Sequence[Iterable[Run]], reverse: bool = False) -> Itera
         run, lo, hi, it = live[0]
         yield run[lo:hi] if lo or hi < len(run) else run
         yield from it
-
-
-def merge_chunks(sources: Sequence[Chunks]) -> Iterator[Run]:
-    """`merge_runs` of forward streams (compactions, backups)."""
-    return merge_runs(sources)
 
 
 def newest(runs: Iterable[Union[Run, Clean]], read_negseq: int, reverse: bool = False) -> Iterator[Iterable[Pair]]:

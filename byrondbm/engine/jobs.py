@@ -24,7 +24,7 @@ from ..options import Options
 from . import filenames
 from .builder import build_tables
 from .compaction import drop_obsolete
-from .iterators import concat, merge_chunks
+from .iterators import concat, merge_runs
 from .records import MAX_SEQ, Entry
 from .sstable import BlockCache, TableProperties, TableReader
 from .version import MAX_LEVELS, Version
@@ -158,7 +158,7 @@ def _compact(job: CompactionJob, stop: Optional[Callable[[], bool]]) -> JobResul
             sources.append(tables[0].chunks(fill_cache=False))
         else:
             sources.append(concat([_chunks_of(t) for t in tables]))
-    entries = drop_obsolete(chain.from_iterable(merge_chunks(sources)), job.smallest_snapshot, _is_base(job.base))
+    entries = drop_obsolete(chain.from_iterable(merge_runs(sources)), job.smallest_snapshot, _is_base(job.base))
     try:
         outputs = build_tables(entries, job.options, job.mode, temp_path(job.directory, job.job), job.split, stop)
     finally:
