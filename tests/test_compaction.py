@@ -117,7 +117,7 @@ def test_pick_serves_the_level_most_over_its_target():
         def overlapping(self, level, lo, hi):
             return [t for t in self.levels[level] if not (t.largest < lo or t.smallest > hi)]
 
-    o = Options(level1_size=1024 * 1024, l0_compaction_trigger=4)
+    o = Options(level1_size=1024 * 1024, l0_compaction_trigger=4, compaction_style="leveled")
     l0 = [table(b"a", b"z", 100) for _ in range(4)]  # score 1.0
     l1 = [table(bytes([c]), bytes([c]) + b"\xff", 1024 * 1024) for c in b"bdfhjl"]  # score 6.0
     levels = [l0, l1] + [[] for _ in range(MAX_LEVELS - 2)]
