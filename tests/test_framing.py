@@ -4,7 +4,7 @@ salvage skips damage; every single-byte flip of a framed file is detected."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from byrondbm import CorruptionError
