@@ -26,9 +26,15 @@ _POLL_LIMIT = 6000  # polls of 10 ms: a bound so that a broken command fails the
 def _start(*args: object, cwd: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    # Its own process group, so that SIGINT reaches it and any worker processes it starts, as Ctrl-C does.
+    # Its own process group, so that SIGINT reaches it and any worker processes it starts, as Ctrl-C does;
+    # SIGINT at its default even when the test runner inherited it ignored (a shell's background job does).
     return subprocess.Popen([sys.executable, "-m", "byrondbm", *map(str, args)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _interrupt_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool]) -> tuple[int, str]:
