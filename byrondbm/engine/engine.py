@@ -575,11 +575,11 @@ class Engine:
         v = self._vs.current
         for mem in (v.mem,) + v.imms:
             number = mem.log_number
+            path = self._path(filenames.log_name(number))
             try:
-                with open(self._path(filenames.log_name(number)), "rb") as f:
-                    log_data = f.read()
-                if len(mem) and self._images.get(number) != len(log_data):
-                    memimage.save(self.directory, mem, log_data, self._mode)
+                if len(mem) and self._images.get(number) != os.path.getsize(path):
+                    with open(path, "rb") as f:
+                        memimage.save(self.directory, mem, f.read(), self._mode)
             except OSError:
                 self._vs.counters["background_errors"] += 1
                 self._vs.unlink(filenames.temp_name(filenames.image_name(number)))

@@ -31,14 +31,13 @@ from typing import Optional
 
 from ..errors import CorruptionError, error
 from . import filenames, memimage
-from .framing import read_records
 from .manifest import ManifestState, apply_edits, read_current
 from .memtable import Memtable
 from .recovery import apply_batches, arrange, table_metas
 from .sstable import BlockCache, TableReader
 from .version import Version
 from .versionset import open_table
-from .wal import decode_record
+from .wal import parse_log
 
 __all__ = ["Follower"]
 
@@ -265,8 +264,7 @@ class Follower:
             if size != log.size:
                 if not log.offset:
                     last = self._load_image(log, size, last)
-                records, end = read_records(os.pread(log.fd, size - log.offset, log.offset), log.path)
-                batches = [decode_record(rtype, payload, log.path) for rtype, payload in records]
+                batches, end = parse_log(os.pread(log.fd, size - log.offset, log.offset), log.path)
                 last = apply_batches(batches, log.mem, last, log.path, keep_old)
                 log.mem.max_seq = self.last_seq = last
                 log.offset += end

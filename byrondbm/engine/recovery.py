@@ -22,8 +22,7 @@ from .records import Op
 from .sstable import BlockCache, TableReader
 from .version import MAX_LEVELS
 from .versionset import open_table
-from .framing import read_records
-from .wal import decode_record
+from .wal import parse_log
 
 __all__ = ["Recovered", "apply_batches", "arrange", "recover", "table_metas"]
 
@@ -83,8 +82,7 @@ def _recover_log(directory: str, number: int, last_seq: int) -> tuple[Memtable, 
         mem, start = Memtable(number), 0
     else:
         mem, start, last_seq = loaded
-    records, valid_end = read_records(data[start:], path)
-    batches = [decode_record(rtype, payload, path) for rtype, payload in records]  # a torn tail is dropped
+    batches, _valid_end = parse_log(data[start:], path)  # a torn tail is dropped
     last_seq = apply_batches(batches, mem, last_seq, path, keep_old=False)
     return mem, last_seq, start if loaded is not None and start == len(data) else -1
 

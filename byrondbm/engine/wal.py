@@ -253,8 +253,16 @@ def read_log(path: str) -> tuple[list[tuple[int, list[Op]]], int, int]:
     """
     with open(path, "rb") as f:
         data = f.read()
+    batches, valid_end = parse_log(data, path)
+    return batches, valid_end, len(data)
+
+
+def parse_log(data: bytes, path: str) -> tuple[list[tuple[int, list[Op]]], int]:
+    """The records of log bytes ``data`` (a whole log, or its part from a record boundary) as batches
+    ``(first_seq, ops)``, and the offset just past the last whole one: a torn tail is for the caller to
+    drop or read again; damage before it raises `CorruptionError` naming ``path``."""
     records, valid_end = read_records(data, path)
-    return [decode_record(rtype, payload, path) for rtype, payload in records], valid_end, len(data)
+    return [decode_record(rtype, payload, path) for rtype, payload in records], valid_end
 
 
 def read_entries(path: str, after_seq: int) -> Iterator[Entry]:
