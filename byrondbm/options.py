@@ -24,7 +24,7 @@ class Options:
     or "none". Tables of either kind read alike whatever this says."""
     bloom_bits_per_key: int = 10
     """Bloom filter bits per key (10 gives ~1% false positives); 0 writes no filter."""
-    block_cache_size: int = 32 * MiB
+    block_cache_size: int = 64 * MiB
     """Bytes of memory (measured, not on-disk size) the shared LRU block cache may hold; 0 disables it."""
     compaction_style: str = "tiered"
     """How tables are merged in the background (byrondbm/engine/compaction.py): "tiered" (RocksDB's universal

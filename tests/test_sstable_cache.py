@@ -1,4 +1,4 @@
-"""Block cache: LRU eviction by total charge, counters, table eviction, concurrent use, charges."""
+"""Block cache: eviction (second chance, near LRU) by total charge, counters, table eviction, concurrent use, charges."""
 
 from __future__ import annotations
 

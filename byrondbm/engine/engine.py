@@ -38,7 +38,7 @@ from .iterators import prefix_bounds
 from .manifest import ManifestState
 from .memtable import Memtable
 from .recovery import recover
-from .records import MAX_SEQ, Entry, Op, encode_batch
+from .records import MAX_SEQ, Op, encode_batch
 from .sstable import BlockCache
 from .version import MAX_LEVELS, Version
 from .versionset import VersionSet
@@ -401,8 +401,7 @@ class Engine:
             raise error("database is closed")
         if read_negseq is None:
             read_negseq = -self._last_seq
-        e = self._vs.current.get(key, read_negseq)
-        return None if e is None else e[2]
+        return self._vs.current.get(key, read_negseq)
 
     def get_many(self, keys: list[bytes], read_negseq: Optional[int] = None) -> list[Optional[bytes]]:
         """The values of ``keys`` (any order) as of one moment, ``-read_negseq`` (a snapshot's) or by default
@@ -427,12 +426,13 @@ class Engine:
                 values[i] = e[2]
         return values
 
-    def _lookup(self, v: Version, key: bytes, skip_mems: int) -> Optional[Entry]:
-        """Newest entry of ``key`` below the ``skip_mems`` newest memtables of ``v``."""
+    def _lookup(self, v: Version, key: bytes, skip_mems: int) -> Optional[bytes]:
+        """The value of the newest entry of ``key`` below the ``skip_mems`` newest memtables of ``v`` (None:
+        a tombstone, or no entry)."""
         for m in ((v.mem,) + v.imms)[skip_mems:]:
             e = m.newest(key)
             if e is not None:
-                return e
+                return e[2]
         return v.find(key, NEWEST)
 
     def pin(self) -> tuple[int, Version]:
@@ -513,8 +513,7 @@ class Engine:
         lookup = self._lookup
         prior = 0
         for key in keys[mem.resolved : n]:
-            e = lookup(v, key, skip)
-            if e is not None and e[2] is not None:
+            if lookup(v, key, skip) is not None:
                 prior += 1
         mem.prior_live += prior
         mem.resolved = n
@@ -710,6 +709,5 @@ class Engine:
             read_negseq, v = self._view
         else:
             v = self._pinned_versions.get(-read_negseq) or self._vs.current
-        e = v.get(key, read_negseq)
-        return None if e is None else e[2]
+        return v.get(key, read_negseq)
 

@@ -142,8 +142,7 @@ def flush_entries(
     prior = 0
     if version.has_tables:
         for key in keys:
-            e = find(key, NEWEST)
-            if e is not None and e[2] is not None:
+            if find(key, NEWEST) is not None:
                 prior += 1
     return JobResult(outputs, live - prior)
 

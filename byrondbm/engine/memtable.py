@@ -44,6 +44,9 @@ class Memtable:
     def __init__(self, log_number: int) -> None:
         self.log_number = log_number
         self._map: dict[bytes, Versions] = {}
+        self.slot = self._map.get
+        """``slot(key)``: the key's one entry, or the list of its versions (oldest first), or None; what
+        `Version`'s lookup inlines of `get` (a dict probe, no Python frame)."""
         self._keys = SortedList()  # new_keys[:_folded], sorted
         self._folded = 0
         self._fold_lock = threading.Lock()
@@ -225,7 +228,7 @@ class Memtable:
         how many are values) and the bookkeeping saved with them (memimage.py), or None if they cannot be
         one (a key twice, counts out of range). Cost: O(entries), in C."""
         mem = cls(log_number)
-        mem._map = dict(zip(keys, entries))
+        mem._map.update(zip(keys, entries))  # (the same dict: `slot` is bound to it)
         n = len(entries)
         if len(mem._map) != n or not 0 <= resolved <= n or not 0 <= prior_live <= resolved or writes < n:
             return None

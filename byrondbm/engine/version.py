@@ -15,50 +15,71 @@ from collections.abc import Callable, Sequence
 
 from .memtable import Memtable
 from .records import Entry
-from .sstable import TableReader, key_hashes
+from .sstable import BlockCache, PointBlock, TableReader, key_hashes
 
 MAX_LEVELS = 7
 
 
-Lookup = Callable[[bytes, int], "Entry | None"]
-"""``lookup(key, read_negseq)``: the newest entry of ``key`` visible at ``read_negseq``, or None."""
+Lookup = Callable[[bytes, int], "bytes | None"]
+"""``lookup(key, read_negseq)``: the value of the newest entry of ``key`` visible at ``read_negseq``; None
+when that entry is a tombstone or there is none."""
+
+
+_ABSENT = object()
 
 
 def _lookup(mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], ...]) -> Lookup:
     """The point lookup of a version, built once when the version is: a closure over the memtables' and
-    tables' bound ``get`` methods and each sorted level's key bounds, so a lookup runs one Python frame of
-    its own, with no attribute lookups, then one call per source asked.
+    tables' bound lookups and each run's key bounds, so a lookup runs one Python frame of its own, with
+    no attribute lookups, and calls a Python function only where the cheap answer fails.
 
-    Order: the memtables, newest first; then (after one hash of the key) every L0 table whose range holds
-    the key, newest first (L0 is bounded by the compaction trigger); then the one table of each sorted
-    level whose range may hold it, found by bisecting the level's largest keys.
+    Order: the memtables, newest first (a dict probe each; `Memtable.get` only for a key with several
+    versions or a newer one); then the tables whose range holds the key, newest first: each L0 table (a
+    run of one; L0 is bounded by the compaction trigger), then the one table of each sorted level whose
+    range may hold it, found by bisecting the level's largest keys. A table is asked first through the
+    block cache (`TableReader.point_parts`): when the key's block is cached as a `PointBlock` and the
+    reader sees the whole table, one dict probe answers, present or absent, with no bloom filter; else
+    `TableReader.get` (bloom filter, hash index, block), with the key's hashes computed once.
     """
-    mem_gets = tuple(m.get for m in mems)
-    l0 = tuple((t.smallest, t.largest, t.get) for t in levels[0])
+    mem_slots = tuple((m.slot, m.get) for m in mems)
     runs = tuple(
-        ([t.largest for t in level], [t.smallest for t in level], [t.get for t in level]) for level in levels[1:] if level
+        ([t.largest for t in run], [t.smallest for t in run], [(*t.point_parts(), t.get) for t in run])
+        for run in [(t,) for t in levels[0]] + [level for level in levels[1:] if level]
     )
-    has_tables = bool(l0 or runs)
+    caches = {id(part[3]): part[3] for _, _, parts in runs for part in parts}
+    assert len(caches) <= 1, "the tables of a version share one block cache"
+    cache = next(iter(caches.values())) if caches else BlockCache(0)
+    peek, mark, counts = cache.peek, cache.mark, cache.counts
 
-    def lookup(key: bytes, read_negseq: int) -> Entry | None:
-        for mem_get in mem_gets:
-            e = mem_get(key, read_negseq)
+    def lookup(key: bytes, read_negseq: int) -> bytes | None:
+        for slot, mem_get in mem_slots:
+            e = slot(key)
             if e is not None:
-                return e
-        if not has_tables:
-            return None
-        hashes = key_hashes(key)
-        for smallest, largest, get in l0:
-            if smallest <= key <= largest:
-                e = get(key, hashes, read_negseq)
+                if e.__class__ is tuple and e[1] >= read_negseq:  # its one version, visible
+                    return e[2]  # type: ignore[no-any-return]
+                e = mem_get(key, read_negseq)
                 if e is not None:
-                    return e
-        for largests, smallests, gets in runs:
+                    return e[2]
+        hashes = None
+        for largests, smallests, tables in runs:
             i = bisect_left(largests, key)
             if i < len(largests) and smallests[i] <= key:
-                e = gets[i](key, hashes, read_negseq)
+                last_keys, base, negmax, _, get = tables[i]
+                if read_negseq <= negmax:
+                    k = base + bisect_left(last_keys, key)
+                    item = peek(k)
+                    if item is not None and item[0].__class__ is PointBlock:
+                        mark(k)  # BlockCache.hit, inlined
+                        counts[0] += 1
+                        value = item[0].get(key, _ABSENT)
+                        if value is _ABSENT:
+                            continue
+                        return value  # type: ignore[return-value]
+                if hashes is None:
+                    hashes = key_hashes(key)
+                e = get(key, hashes, read_negseq)
                 if e is not None:
-                    return e
+                    return e[2]
         return None
 
     return lookup
@@ -77,10 +98,11 @@ class Version:
         self._smallest = [[t.smallest for t in level] for level in self.levels]
         self.has_tables = any(self.levels)
         self.get: Lookup = _lookup(((mem,) if mem is not None else ()) + imms, self.levels)  # no memtable: a job's
-        """``get(key, read_negseq)``: newest entry of ``key`` visible at ``read_negseq`` in the active
-        memtable, the immutable ones (newest first), then the tables. The body of every point read,
-        writer's and reader's. Cost: one dict probe a memtable; then one hash of the key and, per table
-        whose range holds it, `TableReader.get` (a hash bucket and, on a hit, a cached-block lookup)."""
+        """``get(key, read_negseq)``: the value of the newest entry of ``key`` visible at ``read_negseq`` in
+        the active memtable, the immutable ones (newest first), then the tables (None: a tombstone, or no
+        entry). The body of every point read, writer's and reader's. Cost: one dict probe a memtable; then
+        per table whose range holds the key its probe (a bisection and two dict probes when its block is
+        cached for lookups) or else `TableReader.get` (bloom filter, hash index, block)."""
         self.find: Lookup = _lookup((), self.levels)
         """``find(key, read_negseq)``: `get` in the tables only (the memtables are the caller's)."""
 

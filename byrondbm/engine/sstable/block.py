@@ -72,6 +72,33 @@ highest sequence number of the block when it holds no tombstone, no large value 
 (point lookups bisect the entries)."""
 
 
+class PointBlock(dict[bytes, "bytes | None"]):
+    """A data block cached for point lookups that came back to it: each key's newest value (None for a
+    tombstone), so a lookup by a reader that sees every entry of the table is one dict probe, with no
+    search or decode. It keeps no sequence numbers: an older reader reads the block again from its file
+    (`TableReader.get`). ~1.7 × the block's bytes in memory (one bytes object per key and per value, and
+    the dict): the cache charges it so (`point_charge`)."""
+
+    __slots__ = ()
+
+
+def point_block(raw: bytes, size: int, path: str) -> PointBlock | None:
+    """The `PointBlock` of the data block ``raw[:size]`` (CRC-checked), or None when a value is stored
+    out of line (a lookup then resolves it by the general path). Cost: `decode`, and one dict built in C."""
+    _, has_large, keys, values, clean_seq = decode(raw, size, path)
+    if has_large:
+        return None
+    if clean_seq != NOT_CLEAN:
+        return PointBlock(zip(keys, values))  # type: ignore[arg-type]  # no LargeValue: has_large is False
+    # A key's first entry is its newest: built from the end, the newest is the last one stored.
+    return PointBlock(zip(reversed(keys), reversed(values)))  # type: ignore[call-overload, arg-type]
+
+
+def entry_count(raw: bytes, size: int) -> int:
+    """Entries of the data block ``raw[:size]`` by its tail (0 if it cannot hold one; `decode` says why)."""
+    return _TAIL.unpack_from(raw, size - TAIL_SIZE)[0] if size >= TAIL_SIZE else 0
+
+
 def encode_block(keys: list[bytes], values: list[bytes], seqs: list[int], kinds: bytearray) -> bytes:
     """Data block contents for entries already in entry order (a tombstone's value is ``b""``, a large
     value's its 16-byte reference). Cost: a few C-level passes over the entries."""

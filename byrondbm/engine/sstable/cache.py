@@ -1,6 +1,7 @@
 """The block cache: data blocks shared by every table of a database, evicted least recently used first
-once their total charge exceeds the capacity. A block is cached uncompressed, either as its verified bytes
-(what a point lookup reads: ~1.05 × its size in memory) or decoded (what an iterator reads: 1.1–6 × its
+once their total charge exceeds the capacity. A block is cached uncompressed: as its verified bytes
+(what a point lookup reads first: ~1.05 × its size in memory), as a `PointBlock` (its bytes and a dict of
+its keys, once a point lookup comes back to it: ~1.6 ×) or decoded (what an iterator reads: 1.1–6 × its
 size); each is charged an estimate of the memory it really holds, so the capacity bounds the cache's
 share of the RSS.
 """
@@ -18,10 +19,24 @@ DECODED_ENTRY = 130
 """Bytes a decoded entry costs beyond its share of the block: tuple, key and value objects, list slot
 (measured with tracemalloc: 69 for tombstones, 125–130 for 8- to 1000-byte values)."""
 
+POINT_ENTRY = 90
+"""Bytes a `PointBlock` holds per entry beyond the block's bytes: a bytes object for its key and one for
+its value, and the dict's slot, less the offsets, sequence number and kind the block held (measured with
+tracemalloc: 87 for 16-byte keys and 100-byte values, 83 for 10-byte values)."""
+
+
+UPGRADE_HEADROOM = 8
+"""`BlockCache.upgrade` leaves 1/8 of the capacity free."""
+
 
 def raw_charge(size: int) -> int:
     """Charge of a cached block held as ``size`` bytes."""
     return size + ENTRY_OVERHEAD
+
+
+def point_charge(size: int, entries: int) -> int:
+    """Charge of a cached block of ``size`` bytes and ``entries`` entries held as a `PointBlock`."""
+    return size + ENTRY_OVERHEAD + POINT_ENTRY * entries
 
 
 def decoded_charge(size: int, entries: int) -> int:
@@ -30,74 +45,110 @@ def decoded_charge(size: int, entries: int) -> int:
 
 
 class BlockCache:
-    """Thread-safe LRU map ``table number << BLOCK_BITS | block number -> (block, charge)``, bounded by total
-    charge.
+    """Thread-safe map ``table number << BLOCK_BITS | block number -> (block, charge)``, bounded by total
+    charge, evicting the least recently used block first, approximately: blocks queue in the order they
+    were cached, a use only marks the block, and eviction gives a marked block a second chance at the
+    queue's end instead of evicting it (the CLOCK policy, as in PostgreSQL's buffer pool). A use is so one
+    `set.add`, where moving the block to the newest end of an ordered dict costs a call and a relink.
 
-    `get` (lock-free) and `put` are O(1); `evict_table` is O(entries cached). A block whose charge alone exceeds the
-    capacity is not cached; capacity 0 caches nothing. ``hits``/``misses`` count `get` outcomes (and `hit`s).
+    `get` (lock-free) and `put` are O(1), eviction amortized; `evict_table` is O(entries cached). A block
+    whose charge alone exceeds the capacity is not cached; capacity 0 caches nothing. ``hits``/``misses``
+    count `get` outcomes (and `hit`s).
 
-    A point lookup that may not need a block at all uses the C-level `peek` (neither counted nor made
-    recent) and, once it has used the block, `hit`, so a cached lookup runs one short Python frame here.
+    A point lookup that may not need a block at all uses the C-level `peek` (neither counted nor marked)
+    and, once it has used the block, `hit`, or inlines `hit` as ``mark(key)`` and ``counts[0] += 1``.
     """
 
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity = capacity_bytes
-        self.hits = 0
-        self.misses = 0
-        self._charge = 0
+        self.counts = [0, 0]
+        """``[hits, misses]``: statistics only, so updated without the lock."""
+        self.charge = 0
+        """Total charge of the blocks held now."""
+        self.upgrade_limit = capacity_bytes - capacity_bytes // UPGRADE_HEADROOM
+        """`upgrade` keeps the total charge at or below this."""
         self._map: OrderedDict[int, tuple[object, int]] = OrderedDict()
+        self._used: set[int] = set()
         self._lock = threading.Lock()
         self.peek = self._map.get
-        """``peek(key)``: ``(block, charge)``, or None; neither counted nor made the most recently used."""
-        self._touch = self._map.move_to_end
+        """``peek(key)``: ``(block, charge)``, or None; neither counted nor marked used."""
+        self.mark = self._used.add
+        """``mark(key)``: mark the block at ``key`` used (it survives the next eviction pass)."""
 
     @property
-    def charge(self) -> int:
-        """Total charge of the blocks held now."""
-        return self._charge
+    def hits(self) -> int:
+        return self.counts[0]
+
+    @property
+    def misses(self) -> int:
+        return self.counts[1]
 
     def __len__(self) -> int:
         return len(self._map)
 
     def get(self, key: int) -> object | None:
-        """The block, or None; counted as a hit or a miss, and made the most recently used."""
+        """The block, or None; counted as a hit or a miss, and marked used."""
         item = self.peek(key)
         if item is None:
-            self.misses += 1
+            self.counts[1] += 1
             return None
-        self.hit(key)
+        self.counts[0] += 1
+        self.mark(key)
         return item[0]
 
     def hit(self, key: int) -> None:
-        """Count a use of the block `peek` returned for ``key`` and make it the most recently used."""
-        # No lock: OrderedDict.get and move_to_end are each atomic (C code, GIL or per-object lock),
-        # and a block evicted between the two simply stays evicted. The counters are statistics only.
-        self.hits += 1
-        try:
-            self._touch(key)
-        except KeyError:
-            pass
+        """Count a use of the block `peek` returned for ``key`` and mark it used. No lock: a block evicted
+        between the two is marked in vain (`put` drops such marks)."""
+        self.counts[0] += 1
+        self.mark(key)
 
     def put(self, key: int, block: object, charge: int) -> None:
         if charge > self.capacity:
             return
         with self._lock:
-            old = self._map.pop(key, None)
+            cached = self._map
+            used = self._used
+            old = cached.pop(key, None)
             if old is not None:
-                self._charge -= old[1]
+                self.charge -= old[1]
+            self.charge += charge
+            while self.charge > self.capacity:  # make room first: the new block is not a candidate
+                oldest, item = cached.popitem(last=False)
+                if oldest in used:  # a second chance; every pass clears a mark, so this ends
+                    used.discard(oldest)
+                    cached[oldest] = item
+                else:
+                    self.charge -= item[1]
+            cached[key] = (block, charge)
+            if len(used) > len(cached):  # marks of blocks evicted while in use
+                used.intersection_update(cached)
+
+    def has_room(self, extra: int) -> bool:
+        """Whether `upgrade` would take a form costing ``extra`` more than the one cached (a hint: no lock)."""
+        return self.charge + extra <= self.upgrade_limit
+
+    def upgrade(self, key: int, block: object, charge: int) -> bool:
+        """Replace the block cached at ``key`` by another form of it (costlier, faster to use), only if the
+        cache holds it still and keeps `UPGRADE_HEADROOM` of its capacity free after: under pressure more
+        blocks in their cheaper form serve more lookups than fewer in the costlier one, and the headroom
+        stops a cache that has filled from trading evictions for upgrades, each costing a decode. True if
+        done."""
+        with self._lock:
+            old = self._map.get(key)
+            if old is None or not self.has_room(charge - old[1]):
+                return False
             self._map[key] = (block, charge)
-            self._charge += charge
-            while self._charge > self.capacity:
-                _, (_, evicted) = self._map.popitem(last=False)
-                self._charge -= evicted
+            self.charge += charge - old[1]
+            return True
 
     def evict_table(self, number: int) -> None:
         """Drop every block of table ``number`` (deleted by a compaction)."""
         with self._lock:
             for key in [k for k in self._map if k >> BLOCK_BITS == number]:
-                self._charge -= self._map.pop(key)[1]
+                self.charge -= self._map.pop(key)[1]
+                self._used.discard(key)
 
     def _check(self) -> None:
         """Assert the total charge is the sum of the blocks' and within the capacity."""
         with self._lock:
-            assert self._charge == sum(charge for _, charge in self._map.values()) <= max(self.capacity, 0)
+            assert self.charge == sum(charge for _, charge in self._map.values()) <= max(self.capacity, 0)

@@ -34,13 +34,16 @@ from .block import (
     BlockEntry,
     DecodedBlock,
     LargeValue,
+    PointBlock,
     decode,
     decode_block,
     decode_index,
+    entry_count,
     find_in_block,
+    point_block,
 )
 from .bloom import BloomFilter, key_hashes
-from .cache import BLOCK_BITS, BlockCache, decoded_charge, raw_charge
+from .cache import BLOCK_BITS, BlockCache, decoded_charge, point_charge, raw_charge
 from .codec import read_data_block, unpack_data_block
 from .format import (
     BLOCK_DATA,
@@ -206,13 +209,18 @@ class TableReader:
                 if item is None:
                     break  # not cached: read (with the hint) only once the bloom probes say "maybe"
                 block = item[0]
-                if block.__class__ is bytes:
+                cls = block.__class__
+                if cls is bytes:
                     entry = find_in_block(block, len(block) - TRAILER_SIZE, key, read_negseq, hint, self.path, False)  # type: ignore[arg-type]
+                elif cls is PointBlock:
+                    entry = self._find(b, block, key, read_negseq, -1)
                 else:
                     entry = _in_entries(block[0], key, read_negseq)  # type: ignore[index]
                 hint = -1
                 if entry is not MISSED_HINT:
                     self._cache_hit(self._cache_base + b)
+                    if cls is bytes and self._cache.charge < self._cache.upgrade_limit:
+                        self._promote(b, block)  # type: ignore[arg-type]
                     break
         if entry is MISSED_HINT:
             d = h2 % m
@@ -229,12 +237,12 @@ class TableReader:
                     return None
         while True:  # more than once only when the key's versions continue into the next block
             if entry is MISSED_HINT:
-                # (a block is never empty: ``or`` reads it only on a miss)
-                block = self._cache_get(self._cache_base + b) or self._load_raw(b)
-                if block.__class__ is bytes:
-                    entry = find_in_block(block, len(block) - TRAILER_SIZE, key, read_negseq, hint, self.path)  # type: ignore[arg-type]
-                else:
-                    entry = self._find(block, key, read_negseq, hint)
+                block = self._cache_get(self._cache_base + b)
+                if block is None:
+                    block = self._load_raw(b)
+                elif block.__class__ is bytes and self._cache.charge < self._cache.upgrade_limit:
+                    block = self._promote(b, block)  # type: ignore[arg-type]
+                entry = self._find(b, block, key, read_negseq, hint)
             if entry is not NEXT_BLOCK:
                 break
             b += 1
@@ -247,6 +255,15 @@ class TableReader:
         if entry[2].__class__ is LargeValue:  # type: ignore[index]
             return (key, entry[1], self._read_large(entry[2]))  # type: ignore[index]
         return entry  # type: ignore[return-value]
+
+    def point_parts(self) -> tuple[list[bytes], int, int, BlockCache]:
+        """What `Version`'s lookup inlines to answer from a block cached as a `PointBlock` before calling
+        `get`: ``(last keys of the blocks, cache key of block 0, -largest sequence number, cache)``. Block
+        ``bisect_left(last_keys, key)`` is where ``key`` (within the table's range) would be, at cache key
+        ``base`` plus that; a reader with ``read_negseq`` at or below the third sees every entry of the
+        table, so the block's dict answers it: the value, None for a tombstone, or no key (the table holds
+        no entry of it)."""
+        return self._last_keys, self._cache_base, -self.properties.max_seq, self._cache
 
     def get_many(self, keys: list[bytes], hashes: list[tuple[int, int]], read_negseq: int) -> list[Entry | None]:
         """`get` of each of ``keys`` (ascending, with their `key_hashes`): each data block is fetched at
@@ -272,7 +289,9 @@ class TableReader:
                 while b < self._num_blocks:
                     if b != held_b:
                         held, held_b = self._cache_get(self._cache_base + b) or self._load_raw(b), b
-                    entry = self._find(held, key, read_negseq, hint)
+                        if held.__class__ is PointBlock:  # it keeps no sequence numbers
+                            held = self._read_data(b)
+                    entry = self._find(b, held, key, read_negseq, hint)
                     if entry is not NEXT_BLOCK:
                         break
                     b += 1
@@ -285,10 +304,15 @@ class TableReader:
                 out.append(entry)  # type: ignore[arg-type]
         return out
 
-    def _find(self, block: object, key: bytes, read_negseq: int, hint: int) -> BlockEntry | bool | None:
-        """`find_in_block` on a data block in either of its cached forms (bytes, or `DecodedBlock`)."""
-        if block.__class__ is bytes:
+    def _find(self, b: int, block: object, key: bytes, read_negseq: int, hint: int) -> BlockEntry | bool | None:
+        """`find_in_block` on data block ``b`` in any of its cached forms (bytes, `PointBlock` or
+        `DecodedBlock`): the entry, None, or `NEXT_BLOCK`."""
+        cls = block.__class__
+        if cls is bytes:
             return find_in_block(block, len(block) - TRAILER_SIZE, key, read_negseq, hint, self.path)  # type: ignore[arg-type]
+        if cls is PointBlock:  # it keeps no sequence numbers: read the block again (`prober` had no answer)
+            raw = self._read_data(b)
+            return find_in_block(raw, len(raw) - TRAILER_SIZE, key, read_negseq, hint, self.path)
         entry = _in_entries(block[0], key, read_negseq)  # type: ignore[index, arg-type]
         return None if entry is MISSED_HINT else entry
 
@@ -406,14 +430,27 @@ class TableReader:
         if self._closed:
             raise error(f"table {self.path} is closed")
         block = self._cache_get(self._cache_base + b)
-        if block.__class__ is tuple:
+        cls = block.__class__
+        if cls is tuple:
             return block  # type: ignore[return-value]
-        raw = self._read_data(b) if block is None else block
+        raw = self._read_data(b) if block is None or cls is PointBlock else block
         size = len(raw) - TRAILER_SIZE  # type: ignore[arg-type]
         decoded = decode(raw, size, self.path)  # type: ignore[arg-type]
         if fill:
             self._cache.put(self._cache_base + b, decoded, decoded_charge(size, len(decoded[0])))
         return decoded
+
+    def _promote(self, b: int, raw: bytes) -> PointBlock | bytes:
+        """Cache data block ``b``, found cached as its bytes, as a `PointBlock` (unless a value is stored
+        out of line), if the cache has room for it (`BlockCache.upgrade`): a block looked up a second time
+        is likely to be again. Cost: one `decode`, when there is room."""
+        cache = self._cache
+        size = len(raw) - TRAILER_SIZE
+        charge = point_charge(size, entry_count(raw, size))
+        if not cache.has_room(charge - raw_charge(len(raw))):
+            return raw  # spare the decode
+        block = point_block(raw, size, self.path)
+        return block if block is not None and cache.upgrade(self._cache_base + b, block, charge) else raw
 
     def _load_raw(self, b: int) -> bytes:
         """Read and verify data block ``b`` and cache its bytes (uncompressed contents + trailer) for point
