@@ -18,12 +18,13 @@ from hypothesis import strategies as st
 
 from byrondbm.engine.sstable import (
     BlockCache,
+    PointBlock,
     TableProperties,
     TableReader,
     TableWriter,
     key_hashes,
 )
-from byrondbm.engine.sstable.cache import decoded_charge, raw_charge
+from byrondbm.engine.sstable.cache import decoded_charge, point_charge, raw_charge
 from byrondbm.engine.sstable.format import FOOTER_SIZE, MAGIC
 from byrondbm.errors import CorruptionError, error
 from byrondbm.options import Options
@@ -205,15 +206,25 @@ def test_gets_agree_over_uncached_byte_cached_and_decoded_blocks(tmp_path: Path,
         path.unlink()
 
 
-def test_cache_holds_bytes_for_lookups_and_decoded_blocks_for_scans_and_seeks(tmp_path: Path) -> None:
+def test_cache_holds_bytes_or_dicts_for_lookups_and_decoded_blocks_for_scans_and_seeks(tmp_path: Path) -> None:
     entries = [(b"%05d" % i, -1, b"v" * 50) for i in range(2000)]
     write_table(tmp_path / "t.sst", entries)
-    cache = BlockCache(1 << 24)
+    roomy = BlockCache(1 << 24)  # a lookup caches its block as a dict while the cache has room
+    reader = TableReader(str(tmp_path / "t.sst"), 1, roomy)
+    assert reader.get(b"00100", key_hashes(b"00100"), LATEST) == entries[100]
+    ((key, (block, charge)),) = roomy._map.items()
+    assert isinstance(block, PointBlock) and block[b"00100"] == b"v" * 50 and charge == roomy.charge
+    assert charge > point_charge(sum(len(k) + len(v) for k, v in block.items()), len(block))  # the contents and more
+    reader.close()
+    cache = BlockCache(raw_charge(4200))  # room for a block's bytes, not for its dict
     reader = TableReader(str(tmp_path / "t.sst"), 1, cache)
     assert reader.get(b"00100", key_hashes(b"00100"), LATEST) == entries[100]
+    assert reader.get(b"00101", key_hashes(b"00101"), LATEST) == entries[101]  # a second use: no room to upgrade
     assert len(cache) == 1
     ((key, (raw, charge)),) = cache._map.items()
     assert isinstance(raw, bytes) and charge == cache.charge == raw_charge(len(raw))
+    cache = BlockCache(1 << 24)
+    reader = TableReader(str(tmp_path / "t.sst"), 1, cache)
     assert list(reader.iter(b"00100", b"00101")) == [entries[100]]  # a seek caches the block decoded
     decoded, charge = cache._map[key]
     assert isinstance(decoded, tuple) and charge == decoded_charge(len(raw) - 5, len(decoded[0]))

@@ -453,9 +453,11 @@ class TableReader:
         return block if block is not None and cache.upgrade(self._cache_base + b, block, charge) else raw
 
     def _load_raw(self, b: int) -> bytes:
-        """Read and verify data block ``b`` and cache its bytes (uncompressed contents + trailer) for point
-        lookups: ~1.05 × the block in memory where decoded entries take 1.1–6 ×. The common case of
-        `read_data_block` inlined: a block stored raw, read whole by one pread."""
+        """Read and verify data block ``b`` (uncompressed contents + trailer) and cache it for point lookups:
+        as a `PointBlock` while the cache has room for upgrades, else as its bytes (~1.05 × the block in
+        memory, where a `PointBlock` takes ~1.7 × and decoded entries 1.1–6 ×; `_promote` upgrades it on
+        a later use if room appears). The common case of `read_data_block` inlined: a block stored raw,
+        read whole by one pread. Returns the bytes."""
         if self._closed:
             raise error(f"table {self.path} is closed")
         size = self._sizes[b]
@@ -466,7 +468,15 @@ class TableReader:
             or crc32(memoryview(raw)[: size + 1]) != _U32.unpack_from(raw, size + 1)[0]
         ):  # compressed, damaged, or a short read
             raw = unpack_data_block(raw, size, self.path) if len(raw) == size + TRAILER_SIZE else self._read_data(b)
-        self._cache.put(self._cache_base + b, raw, raw_charge(len(raw)))
+        cache = self._cache
+        size = len(raw) - TRAILER_SIZE
+        charge = point_charge(size, entry_count(raw, size))
+        if cache.has_room(charge):
+            block = point_block(raw, size, self.path)
+            if block is not None:
+                cache.put(self._cache_base + b, block, charge)
+                return raw
+        cache.put(self._cache_base + b, raw, raw_charge(len(raw)))
         return raw
 
     def _read_data(self, b: int) -> bytes:
