@@ -69,11 +69,11 @@ def _lookup(mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], .
                     k = base + bisect_left(last_keys, key)
                     item = peek(k)
                     if item is not None and item[0].__class__ is PointBlock:
+                        value = item[0].get(key, _ABSENT)
+                        if value is _ABSENT:  # as a bloom filter's "no": not counted as a use of the block
+                            continue
                         mark(k)  # BlockCache.hit, inlined
                         counts[0] += 1
-                        value = item[0].get(key, _ABSENT)
-                        if value is _ABSENT:
-                            continue
                         return value  # type: ignore[return-value]
                 if hashes is None:
                     hashes = key_hashes(key)
