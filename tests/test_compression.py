@@ -14,7 +14,7 @@ import pytest
 
 import byrondbm
 from byrondbm.engine.verify import TableBlocks
-from byrondbm.engine.sstable import BlockCache, PointBlock, TableProperties, TableReader, TableWriter, key_hashes
+from byrondbm.engine.sstable import BlockCache, TablePoints, TableProperties, TableReader, TableWriter, key_hashes
 from byrondbm.engine.sstable.codec import CODEC_NONE, CODEC_SHIFT, CODEC_ZLIB, MAX_SKIP, BlockCompressor
 from byrondbm.engine.sstable.format import BLOCK_DATA, FOOTER_SIZE, TRAILER_SIZE
 from byrondbm.errors import CorruptionError
@@ -140,13 +140,13 @@ def test_mixed_tables_share_one_cache(tmp_path: Path) -> None:
                 assert reader.get(key, key_hashes(key), LATEST) == entries[i]
     for reader, entries in tables:
         assert list(reader.iter()) == entries
-    # Cached blocks are held uncompressed: a lookup's block (with room in the cache) is a dict of the values.
+    # Cached blocks are held uncompressed: a lookup's block (with room in the cache) is gathered as values.
     reader, entries = tables[0]
     key = entries[0][0]
     cache.evict_table(1)
     reader.get(key, key_hashes(key), LATEST)
-    held = cache.get(1 << 32)
-    assert isinstance(held, PointBlock) and sum(len(v or b"") for v in held.values()) > reader._sizes[0]
+    held = cache.get(reader.point_parts()[1])
+    assert isinstance(held, TablePoints) and sum(len(v or b"") for v in held.values()) > reader._sizes[0]
     assert all(held[k] == v for k, _, v in entries if k in held) and key in held
     for reader, _ in tables:
         reader.close()

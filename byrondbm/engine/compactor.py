@@ -134,9 +134,11 @@ class Compactor:
             pass
 
     def flush_all(self) -> None:
-        """Flush every immutable memtable now."""
-        while self._flush_step():
-            pass
+        """Flush every memtable immutable now (the oldest first). Those a writer fills meanwhile are left
+        to the flusher: chasing them could go on as long as the writer does."""
+        for _ in range(len(self._vs.current.imms)):
+            if not self._flush_step():  # the flusher thread took the rest
+                break
 
     def _run(self, job: Any) -> JobResult:
         """Run ``job`` in a worker (or here, with workers=0). A worker that died is a background error."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from .memtable import Memtable
 from .records import Entry
-from .sstable import BlockCache, PointBlock, TableReader, key_hashes
+from .sstable import BlockCache, TablePoints, TableReader, key_hashes
 
 MAX_LEVELS = 7
 
@@ -36,10 +36,11 @@ def _lookup(mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], .
     Order: the memtables, newest first (a dict probe each; `Memtable.get` only for a key with several
     versions or a newer one); then the tables whose range holds the key, newest first: each L0 table (a
     run of one; L0 is bounded by the compaction trigger), then the one table of each sorted level whose
-    range may hold it, found by bisecting the level's largest keys. A table is asked first through the
-    block cache (`TableReader.point_parts`): when the key's block is cached as a `PointBlock` and the
-    reader sees the whole table, one dict probe answers, present or absent, with no bloom filter; else
-    `TableReader.get` (bloom filter, hash index, block), with the key's hashes computed once.
+    range may hold it, found by bisecting the level's largest keys. A table is asked first through its
+    `TablePoints` in the block cache (`TableReader.point_parts`): for a reader that sees the whole table,
+    one dict probe answers a key whose block was gathered, present or absent (a bisection of the index
+    tells an absent key's block while some are missing), with no bloom filter; else `TableReader.get`
+    (bloom filter, hash index, block), with the key's hashes computed once.
     """
     mem_slots = tuple((m.slot, m.get) for m in mems)
     runs = tuple(
@@ -64,17 +65,18 @@ def _lookup(mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], .
         for largests, smallests, tables in runs:
             i = bisect_left(largests, key)
             if i < len(largests) and smallests[i] <= key:
-                last_keys, base, negmax, _, get = tables[i]
+                last_keys, points_key, negmax, _, get = tables[i]
                 if read_negseq <= negmax:
-                    k = base + bisect_left(last_keys, key)
-                    item = peek(k)
-                    if item is not None and item[0].__class__ is PointBlock:
-                        value = item[0].get(key, _ABSENT)
-                        if value is _ABSENT:  # as a bloom filter's "no": not counted as a use of the block
-                            continue
-                        mark(k)  # BlockCache.hit, inlined
-                        counts[0] += 1
-                        return value  # type: ignore[return-value]
+                    item = peek(points_key)
+                    if item is not None:
+                        points: TablePoints = item[0]  # type: ignore[assignment]
+                        value = points.get(key, _ABSENT)
+                        if value is not _ABSENT:
+                            mark(points_key)  # BlockCache.hit, inlined
+                            counts[0] += 1
+                            return value  # type: ignore[return-value]
+                        if not points.missing or points.loaded[bisect_left(last_keys, key)]:
+                            continue  # absent: as a bloom filter's "no", not counted as a use
                 if hashes is None:
                     hashes = key_hashes(key)
                 e = get(key, hashes, read_negseq)
@@ -101,8 +103,8 @@ class Version:
         """``get(key, read_negseq)``: the value of the newest entry of ``key`` visible at ``read_negseq`` in
         the active memtable, the immutable ones (newest first), then the tables (None: a tombstone, or no
         entry). The body of every point read, writer's and reader's. Cost: one dict probe a memtable; then
-        per table whose range holds the key its probe (a bisection and two dict probes when its block is
-        cached for lookups) or else `TableReader.get` (bloom filter, hash index, block)."""
+        per table whose range holds the key two dict probes when its block is gathered in the table's
+        `TablePoints`, or else `TableReader.get` (bloom filter, hash index, block)."""
         self.find: Lookup = _lookup((), self.levels)
         """``find(key, read_negseq)``: `get` in the tables only (the memtables are the caller's)."""
 

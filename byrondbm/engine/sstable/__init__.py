@@ -5,11 +5,11 @@ bloom.py, hash_index.py.
 
 from __future__ import annotations
 
-from .block import PointBlock
 from .bloom import key_hashes
 from .cache import BlockCache
 from .format import TableProperties
+from .points import TablePoints
 from .reader import TableReader
 from .writer import TableWriter
 
-__all__ = ["BlockCache", "PointBlock", "TableProperties", "TableReader", "TableWriter", "key_hashes"]
+__all__ = ["BlockCache", "TablePoints", "TableProperties", "TableReader", "TableWriter", "key_hashes"]

@@ -72,26 +72,17 @@ highest sequence number of the block when it holds no tombstone, no large value 
 (point lookups bisect the entries)."""
 
 
-class PointBlock(dict[bytes, "bytes | None"]):
-    """A data block cached for point lookups that came back to it: each key's newest value (None for a
-    tombstone), so a lookup by a reader that sees every entry of the table is one dict probe, with no
-    search or decode. It keeps no sequence numbers: an older reader reads the block again from its file
-    (`TableReader.get`). ~1.7 × the block's bytes in memory (one bytes object per key and per value, and
-    the dict): the cache charges it so (`point_charge`)."""
-
-    __slots__ = ()
-
-
-def point_block(raw: bytes, size: int, path: str) -> PointBlock | None:
-    """The `PointBlock` of the data block ``raw[:size]`` (CRC-checked), or None when a value is stored
-    out of line (a lookup then resolves it by the general path). Cost: `decode`, and one dict built in C."""
+def newest_values(raw: bytes, size: int, path: str) -> dict[bytes, bytes | None] | None:
+    """Each key of the data block ``raw[:size]`` (CRC-checked) -> its newest value in the block (None for a
+    tombstone), what `TablePoints` gathers; None when a value is stored out of line (a lookup then
+    resolves it by the general path). Cost: `decode`, and one dict built in C."""
     _, has_large, keys, values, clean_seq = decode(raw, size, path)
     if has_large:
         return None
     if clean_seq != NOT_CLEAN:
-        return PointBlock(zip(keys, values))  # type: ignore[arg-type]  # no LargeValue: has_large is False
+        return dict(zip(keys, values))  # type: ignore[arg-type]  # no LargeValue: has_large is False
     # A key's first entry is its newest: built from the end, the newest is the last one stored.
-    return PointBlock(zip(reversed(keys), reversed(values)))  # type: ignore[call-overload, arg-type]
+    return dict(zip(reversed(keys), reversed(values)))  # type: ignore[arg-type]
 
 
 def entry_count(raw: bytes, size: int) -> int:

@@ -1,9 +1,9 @@
 """The block cache: data blocks shared by every table of a database, evicted least recently used first
-once their total charge exceeds the capacity. A block is cached uncompressed: as its verified bytes
-(what a point lookup reads first: ~1.05 × its size in memory), as a `PointBlock` (its bytes and a dict of
-its keys, once a point lookup comes back to it: ~1.6 ×) or decoded (what an iterator reads: 1.1–6 × its
-size); each is charged an estimate of the memory it really holds, so the capacity bounds the cache's
-share of the RSS.
+(approximately) once their total charge exceeds the capacity. A block is cached uncompressed: gathered
+into its table's `TablePoints` (points.py; a dict of its keys' values: ~1.7 × its size in memory) when a
+point lookup reads it and the cache has room, else as its verified bytes (~1.05 ×); or decoded (what an
+iterator reads: 1.1–6 × its size). Each is charged an estimate of the memory it really holds, so the
+capacity bounds the cache's share of the RSS.
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ DECODED_ENTRY = 130
 """Bytes a decoded entry costs beyond its share of the block: tuple, key and value objects, list slot
 (measured with tracemalloc: 69 for tombstones, 125–130 for 8- to 1000-byte values)."""
 
-POINT_ENTRY = 90
-"""Bytes a `PointBlock` holds per entry beyond the block's bytes: a bytes object for its key and one for
-its value, and the dict's slot, less the offsets, sequence number and kind the block held (measured with
-tracemalloc: 87 for 16-byte keys and 100-byte values, 83 for 10-byte values)."""
+POINT_ENTRY = 98
+"""Bytes a `TablePoints` holds per entry beyond the block's bytes: a bytes object for its key and one for
+its value, and the dict's slot with its slack, less the offsets, sequence number and kind the block held
+(measured with tracemalloc: a table of 200,000 entries, 16-byte keys and 100-byte values, gathered whole
+holds 234.5 bytes an entry, its blocks 129)."""
 
 
 UPGRADE_HEADROOM = 8
-"""`BlockCache.upgrade` leaves 1/8 of the capacity free."""
+"""`BlockCache.grow` and `BlockCache.add_if_room` leave 1/8 of the capacity free."""
 
 
 def raw_charge(size: int) -> int:
@@ -35,7 +36,7 @@ def raw_charge(size: int) -> int:
 
 
 def point_charge(size: int, entries: int) -> int:
-    """Charge of a cached block of ``size`` bytes and ``entries`` entries held as a `PointBlock`."""
+    """Charge of a block of ``size`` bytes and ``entries`` entries gathered into a `TablePoints`."""
     return size + ENTRY_OVERHEAD + POINT_ENTRY * entries
 
 
@@ -66,7 +67,7 @@ class BlockCache:
         self.charge = 0
         """Total charge of the blocks held now."""
         self.upgrade_limit = capacity_bytes - capacity_bytes // UPGRADE_HEADROOM
-        """`upgrade` keeps the total charge at or below this."""
+        """`grow` and `add_if_room` keep the total charge at or below this."""
         self._map: OrderedDict[int, tuple[object, int]] = OrderedDict()
         self._used: set[int] = set()
         self._lock = threading.Lock()
@@ -124,22 +125,40 @@ class BlockCache:
                 used.intersection_update(cached)
 
     def has_room(self, extra: int) -> bool:
-        """Whether `upgrade` would take a form costing ``extra`` more than the one cached (a hint: no lock)."""
+        """Whether `grow` or `add_if_room` would take ``extra`` more (a hint: no lock)."""
         return self.charge + extra <= self.upgrade_limit
 
-    def upgrade(self, key: int, block: object, charge: int) -> bool:
-        """Replace the block cached at ``key`` by another form of it (costlier, faster to use), only if the
-        cache holds it still and keeps `UPGRADE_HEADROOM` of its capacity free after: under pressure more
-        blocks in their cheaper form serve more lookups than fewer in the costlier one, and the headroom
-        stops a cache that has filled from trading evictions for upgrades, each costing a decode. True if
-        done."""
+    def add_if_room(self, key: int, item: object, charge: int) -> bool:
+        """Cache ``item`` at ``key`` (where nothing is) only if the cache keeps `UPGRADE_HEADROOM` of its
+        capacity free after. True if done."""
         with self._lock:
-            old = self._map.get(key)
-            if old is None or not self.has_room(charge - old[1]):
+            if key in self._map or not self.has_room(charge):
                 return False
-            self._map[key] = (block, charge)
-            self.charge += charge - old[1]
+            self._map[key] = (item, charge)
+            self.charge += charge
             return True
+
+    def grow(self, key: int, item: object, extra: int) -> bool:
+        """Add ``extra`` to the charge of ``item``, cached at ``key``, whose owner is about to make it
+        hold that much more, only if it is cached there still and the cache keeps `UPGRADE_HEADROOM` of
+        its capacity free after: under pressure more blocks in their cheaper form serve more lookups than
+        fewer in the costlier one, and the headroom stops a cache that has filled from trading evictions
+        for growth, each costing a decode. True if done (the owner may then add what it charged)."""
+        with self._lock:
+            cached = self._map.get(key)
+            if cached is None or cached[0] is not item or not self.has_room(extra):
+                return False
+            self._map[key] = (item, cached[1] + extra)  # (an existing key keeps its place in the queue)
+            self.charge += extra
+            return True
+
+    def discard(self, key: int) -> None:
+        """Drop the block cached at ``key``, if any."""
+        with self._lock:
+            item = self._map.pop(key, None)
+            if item is not None:
+                self.charge -= item[1]
+                self._used.discard(key)
 
     def evict_table(self, number: int) -> None:
         """Drop every block of table ``number`` (deleted by a compaction)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
+import threading
 import weakref
 from typing import cast, overload
 from array import array
@@ -34,13 +35,12 @@ from .block import (
     BlockEntry,
     DecodedBlock,
     LargeValue,
-    PointBlock,
     decode,
     decode_block,
     decode_index,
     entry_count,
     find_in_block,
-    point_block,
+    newest_values,
 )
 from .bloom import BloomFilter, key_hashes
 from .cache import BLOCK_BITS, BlockCache, decoded_charge, point_charge, raw_charge
@@ -62,6 +62,7 @@ from .format import (
     run_size,
 )
 from .hash_index import ABSENT, HashIndex
+from .points import TablePoints, points_key
 
 _U32 = struct.Struct("<I")
 RUN = 1024
@@ -159,6 +160,8 @@ class TableReader:
         self._sizes = array("I", sizes)
         self._num_blocks = len(keys)
         self._cache_base = self.number << BLOCK_BITS  # block b's cache key is _cache_base + b
+        self._points_key = points_key(self.number)
+        self._gather_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<TableReader {self.number} {self.path!r}{' closed' if self._closed else ''}>"
@@ -209,17 +212,14 @@ class TableReader:
                 if item is None:
                     break  # not cached: read (with the hint) only once the bloom probes say "maybe"
                 block = item[0]
-                cls = block.__class__
-                if cls is bytes:
+                if block.__class__ is bytes:
                     entry = find_in_block(block, len(block) - TRAILER_SIZE, key, read_negseq, hint, self.path, False)  # type: ignore[arg-type]
-                elif cls is PointBlock:
-                    entry = self._find(b, block, key, read_negseq, -1)
                 else:
                     entry = _in_entries(block[0], key, read_negseq)  # type: ignore[index]
                 hint = -1
                 if entry is not MISSED_HINT:
                     self._cache_hit(self._cache_base + b)
-                    if cls is bytes and self._cache.charge < self._cache.upgrade_limit:
+                    if block.__class__ is bytes and self._cache.charge < self._cache.upgrade_limit:
                         self._promote(b, block)  # type: ignore[arg-type]
                     break
         if entry is MISSED_HINT:
@@ -241,8 +241,8 @@ class TableReader:
                 if block is None:
                     block = self._load_raw(b)
                 elif block.__class__ is bytes and self._cache.charge < self._cache.upgrade_limit:
-                    block = self._promote(b, block)  # type: ignore[arg-type]
-                entry = self._find(b, block, key, read_negseq, hint)
+                    self._promote(b, block)  # type: ignore[arg-type]
+                entry = self._find(block, key, read_negseq, hint)
             if entry is not NEXT_BLOCK:
                 break
             b += 1
@@ -257,13 +257,12 @@ class TableReader:
         return entry  # type: ignore[return-value]
 
     def point_parts(self) -> tuple[list[bytes], int, int, BlockCache]:
-        """What `Version`'s lookup inlines to answer from a block cached as a `PointBlock` before calling
-        `get`: ``(last keys of the blocks, cache key of block 0, -largest sequence number, cache)``. Block
-        ``bisect_left(last_keys, key)`` is where ``key`` (within the table's range) would be, at cache key
-        ``base`` plus that; a reader with ``read_negseq`` at or below the third sees every entry of the
-        table, so the block's dict answers it: the value, None for a tombstone, or no key (the table holds
-        no entry of it)."""
-        return self._last_keys, self._cache_base, -self.properties.max_seq, self._cache
+        """What `Version`'s lookup inlines to answer from the table's `TablePoints` before calling `get`:
+        ``(last keys of the blocks, the points' cache key, -largest sequence number, cache)``. A reader
+        with ``read_negseq`` at or below the third sees every entry of the table, so the points answer it:
+        a key found there, its value (None: a tombstone); a key not found, absent when no block is
+        missing or its block ``bisect_left(last_keys, key)`` is gathered; else `get` must tell."""
+        return self._last_keys, self._points_key, -self.properties.max_seq, self._cache
 
     def get_many(self, keys: list[bytes], hashes: list[tuple[int, int]], read_negseq: int) -> list[Entry | None]:
         """`get` of each of ``keys`` (ascending, with their `key_hashes`): each data block is fetched at
@@ -289,9 +288,7 @@ class TableReader:
                 while b < self._num_blocks:
                     if b != held_b:
                         held, held_b = self._cache_get(self._cache_base + b) or self._load_raw(b), b
-                        if held.__class__ is PointBlock:  # it keeps no sequence numbers
-                            held = self._read_data(b)
-                    entry = self._find(b, held, key, read_negseq, hint)
+                    entry = self._find(held, key, read_negseq, hint)
                     if entry is not NEXT_BLOCK:
                         break
                     b += 1
@@ -304,15 +301,11 @@ class TableReader:
                 out.append(entry)  # type: ignore[arg-type]
         return out
 
-    def _find(self, b: int, block: object, key: bytes, read_negseq: int, hint: int) -> BlockEntry | bool | None:
-        """`find_in_block` on data block ``b`` in any of its cached forms (bytes, `PointBlock` or
-        `DecodedBlock`): the entry, None, or `NEXT_BLOCK`."""
-        cls = block.__class__
-        if cls is bytes:
+    def _find(self, block: object, key: bytes, read_negseq: int, hint: int) -> BlockEntry | bool | None:
+        """`find_in_block` on a data block in either of its cached forms (bytes, or `DecodedBlock`): the
+        entry, None, or `NEXT_BLOCK`."""
+        if block.__class__ is bytes:
             return find_in_block(block, len(block) - TRAILER_SIZE, key, read_negseq, hint, self.path)  # type: ignore[arg-type]
-        if cls is PointBlock:  # it keeps no sequence numbers: read the block again (`prober` had no answer)
-            raw = self._read_data(b)
-            return find_in_block(raw, len(raw) - TRAILER_SIZE, key, read_negseq, hint, self.path)
         entry = _in_entries(block[0], key, read_negseq)  # type: ignore[index, arg-type]
         return None if entry is MISSED_HINT else entry
 
@@ -430,34 +423,54 @@ class TableReader:
         if self._closed:
             raise error(f"table {self.path} is closed")
         block = self._cache_get(self._cache_base + b)
-        cls = block.__class__
-        if cls is tuple:
+        if block.__class__ is tuple:
             return block  # type: ignore[return-value]
-        raw = self._read_data(b) if block is None or cls is PointBlock else block
+        raw = self._read_data(b) if block is None else block
         size = len(raw) - TRAILER_SIZE  # type: ignore[arg-type]
         decoded = decode(raw, size, self.path)  # type: ignore[arg-type]
         if fill:
             self._cache.put(self._cache_base + b, decoded, decoded_charge(size, len(decoded[0])))
         return decoded
 
-    def _promote(self, b: int, raw: bytes) -> PointBlock | bytes:
-        """Cache data block ``b``, found cached as its bytes, as a `PointBlock` (unless a value is stored
-        out of line), if the cache has room for it (`BlockCache.upgrade`): a block looked up a second time
-        is likely to be again. Cost: one `decode`, when there is room."""
+    def _promote(self, b: int, raw: bytes) -> None:
+        """Gather data block ``b``, found cached as its bytes, into the table's `TablePoints` and drop its
+        bytes, when the cache has room again: a block looked up again is likely to be again."""
+        if self._gather(b, raw):
+            self._cache.discard(self._cache_base + b)
+
+    def _gather(self, b: int, raw: bytes) -> bool:
+        """Gather data block ``b`` (``raw``, verified) into the table's `TablePoints` if the cache has room
+        for it (`BlockCache.grow`) and no value is stored out of line; True if gathered now (False too when
+        it was already: then a reader the points cannot answer, older than the table, is reading it, and
+        its bytes are worth caching). Cost: a `decode` and a dict update, when there is room."""
         cache = self._cache
         size = len(raw) - TRAILER_SIZE
         charge = point_charge(size, entry_count(raw, size))
-        if not cache.has_room(charge - raw_charge(len(raw))):
-            return raw  # spare the decode
-        block = point_block(raw, size, self.path)
-        return block if block is not None and cache.upgrade(self._cache_base + b, block, charge) else raw
+        if not cache.has_room(charge):
+            return False
+        values = newest_values(raw, size, self.path)
+        if values is None:
+            return False
+        key = self._points_key
+        with self._gather_lock:
+            item = cache.peek(key)
+            if item is None:
+                points = TablePoints(self._num_blocks)
+                if not cache.add_if_room(key, points, charge):
+                    return False
+            else:
+                points = cast(TablePoints, item[0])
+                if points.loaded[b] or not cache.grow(key, points, charge):
+                    return False
+            points.gather(b, values, self._last_keys[b - 1] if b else None)
+        return True
 
     def _load_raw(self, b: int) -> bytes:
         """Read and verify data block ``b`` (uncompressed contents + trailer) and cache it for point lookups:
-        as a `PointBlock` while the cache has room for upgrades, else as its bytes (~1.05 × the block in
-        memory, where a `PointBlock` takes ~1.7 × and decoded entries 1.1–6 ×; `_promote` upgrades it on
-        a later use if room appears). The common case of `read_data_block` inlined: a block stored raw,
-        read whole by one pread. Returns the bytes."""
+        gathered into the table's `TablePoints` while the cache has room for it, else as its bytes (~1.05 ×
+        the block in memory, where gathered it takes ~1.7 × and decoded entries 1.1–6 ×; `_promote`
+        gathers it on a later use if room appears). The common case of `read_data_block` inlined: a block
+        stored raw, read whole by one pread. Returns the bytes."""
         if self._closed:
             raise error(f"table {self.path} is closed")
         size = self._sizes[b]
@@ -468,15 +481,8 @@ class TableReader:
             or crc32(memoryview(raw)[: size + 1]) != _U32.unpack_from(raw, size + 1)[0]
         ):  # compressed, damaged, or a short read
             raw = unpack_data_block(raw, size, self.path) if len(raw) == size + TRAILER_SIZE else self._read_data(b)
-        cache = self._cache
-        size = len(raw) - TRAILER_SIZE
-        charge = point_charge(size, entry_count(raw, size))
-        if cache.has_room(charge):
-            block = point_block(raw, size, self.path)
-            if block is not None:
-                cache.put(self._cache_base + b, block, charge)
-                return raw
-        cache.put(self._cache_base + b, raw, raw_charge(len(raw)))
+        if not self._gather(b, raw):
+            self._cache.put(self._cache_base + b, raw, raw_charge(len(raw)))
         return raw
 
     def _read_data(self, b: int) -> bytes:

@@ -1,0 +1,55 @@
+"""TablePoints: the newest value of each key of one table, gathered block by block as point lookups read
+the blocks, so that a lookup in a table whose blocks it has read is one dict probe: no bisection of the
+index, no cache probe per block, no search of a block (the bisection and the cache probe cost more than
+the search, in memory latency: ~0.5 µs for a table of 1,600 blocks).
+
+It lives in the block cache (one item per table, at `points_key`, charged as the sum of its blocks'
+`point_charge`), so the cache's capacity bounds it and its eviction drops it whole; it grows only while
+the cache has room for upgrades (`BlockCache.grow`). It keeps no sequence numbers: it answers only a
+reader that sees every entry of the table (`TableReader.point_parts`); an older reader reads the blocks.
+"""
+
+from __future__ import annotations
+
+from .cache import BLOCK_BITS
+
+POINTS_SLOT = (1 << BLOCK_BITS) - 1
+"""The block number no table reaches (the hash index caps a table's slots below 2**32): a table's
+`TablePoints` is cached at ``table number << BLOCK_BITS | POINTS_SLOT``."""
+
+
+def points_key(table_number: int) -> int:
+    """Cache key of table ``table_number``'s `TablePoints` (evicted with its blocks by `evict_table`)."""
+    return table_number << BLOCK_BITS | POINTS_SLOT
+
+
+class TablePoints(dict[bytes, "bytes | None"]):
+    """Key -> newest value (None: a tombstone) for the keys of the data blocks gathered so far; ``loaded``
+    marks those blocks (one byte a block) and ``missing`` counts the others. A key absent from the dict is
+    absent from the table when ``missing`` is 0 or its block (by the index) is marked; else unknown.
+
+    Gathering block ``b`` leaves out a key that continues from block ``b - 1`` (the key of its first
+    entries when it equals block ``b - 1``'s last key): its newest value is in the block where it starts,
+    and until that block is gathered the key is unknown, not wrong."""
+
+    __slots__ = ("loaded", "missing")
+
+    def __init__(self, num_blocks: int) -> None:
+        super().__init__()
+        self.loaded = bytearray(num_blocks)
+        self.missing = num_blocks
+
+    def gather(self, b: int, values: dict[bytes, bytes | None], previous_last_key: bytes | None) -> None:
+        """Add block ``b``'s `newest_values` (once), ``previous_last_key`` being block ``b - 1``'s last key.
+        The dict is updated before the block is marked, so a concurrent lookup never takes the mark for a
+        key still missing. Cost: one dict update, in C."""
+        if self.loaded[b]:
+            return
+        if previous_last_key is not None:
+            values.pop(previous_last_key, None)
+        self.update(values)
+        self.loaded[b] = 1
+        self.missing -= 1
+
+    def _check(self) -> None:
+        assert self.missing == self.loaded.count(0) >= 0

@@ -1,0 +1,144 @@
+"""Table points (`TablePoints`): each key's newest value gathered block by block as lookups read the
+blocks; who may use them (a reader that sees the whole table; an older one reads the blocks), keys whose
+versions continue across blocks, and the cache's second-chance eviction and growth headroom that decide
+how much is held so."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import byrondbm
+from byrondbm.engine.sstable import BlockCache, TablePoints, TableReader, TableWriter, key_hashes
+from byrondbm.engine.sstable.block import KIND_LARGE, KIND_TOMBSTONE, KIND_VALUE, encode_block, newest_values
+from byrondbm.options import Options
+
+LATEST = -((1 << 62) - 1)
+
+
+def test_newest_values_of_a_block() -> None:
+    entries = [(b"a", 9, b"new"), (b"a", 3, b"old"), (b"b", 7, None), (b"b", 2, b"gone"), (b"c", 1, b"c1")]
+    kinds = bytearray(KIND_TOMBSTONE if v is None else KIND_VALUE for _, _, v in entries)
+    raw = encode_block([k for k, _, _ in entries], [v or b"" for _, _, v in entries], [s for _, s, _ in entries], kinds)
+    assert newest_values(raw, len(raw), "t") == {b"a": b"new", b"b": None, b"c": b"c1"}
+    clean = encode_block([b"x", b"y"], [b"1", b"2"], [5, 6], bytearray([KIND_VALUE] * 2))
+    assert newest_values(clean, len(clean), "t") == {b"x": b"1", b"y": b"2"}
+    large = encode_block([b"x"], [bytes(16)], [5], bytearray([KIND_LARGE]))
+    assert newest_values(large, len(large), "t") is None  # a large value is read by the general path
+
+
+def test_gathering_leaves_out_a_key_continued_from_the_block_before() -> None:
+    points = TablePoints(3)
+    points.gather(1, {b"k": b"older", b"m": b"1"}, b"k")  # "k" starts in block 0: unknown until it is read
+    assert points == {b"m": b"1"} and points.missing == 2 and bytes(points.loaded) == b"\0\1\0"
+    points.gather(0, {b"a": b"0", b"k": b"newest"}, None)
+    points.gather(0, {b"a": b"again"}, None)  # once only
+    points.gather(2, {b"z": None}, b"m")
+    assert points == {b"a": b"0", b"k": b"newest", b"m": b"1", b"z": None} and points.missing == 0
+    points._check()
+
+
+def test_lookups_gather_a_table_and_older_readers_still_see_old_versions(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    entries = sorted(
+        {(b"k%04d" % rng.randrange(300), -rng.randrange(1, 10_000), rng.choice([None, b"v" * rng.randrange(30)]))
+         for _ in range(2500)},
+        key=lambda e: (e[0], e[1]),
+    )
+    entries += [(b"zz", -s, b"%d" % s) for s in range(400, 0, -1)]  # one key over several blocks
+    path = tmp_path / "000001.sst"
+    writer = TableWriter(str(path), Options(block_size=512))
+    for e in entries:
+        writer.add(*e)
+    props = writer.finish()
+    cache = BlockCache(1 << 24)
+    reader = TableReader(str(path), 1, cache)
+    last_keys, points_key, negmax, shared = reader.point_parts()
+    assert shared is cache and negmax == -props.max_seq and len(last_keys) == props.num_data_blocks > 20
+
+    def model(key: bytes, read_negseq: int) -> tuple | None:
+        found = [e for e in entries if e[0] == key and e[1] >= read_negseq]
+        return found[0] if found else None
+
+    keys = sorted({e[0] for e in entries})
+    for key in keys:
+        assert reader.get(key, key_hashes(key), LATEST) == model(key, LATEST)
+    points = cache.peek(points_key)[0]  # type: ignore[index]
+    assert isinstance(points, TablePoints) and 0 < points.missing < len(last_keys)
+    # every block was read but those holding only older versions of "zz" (a lookup stops at its newest)
+    assert all(last_keys[b] == last_keys[b - 1] == b"zz" for b in range(len(last_keys)) if not points.loaded[b])
+    points._check()
+    assert points == {k: model(k, LATEST)[2] for k in keys}  # type: ignore[index]
+    for key in keys + [b"k", b"k0000x", b"zzz"]:
+        for read_negseq in (-1, -3000, -6000, -9999, LATEST):  # older readers: from the blocks, exactly
+            assert reader.get(key, key_hashes(key), read_negseq) == model(key, read_negseq)
+    reader.close()
+
+
+def test_gets_at_every_snapshot_while_tables_are_gathered(tmp_path: Path, small: dict) -> None:
+    """Snapshots older than the tables their keys were overwritten into read the old values (and keep
+    versions that continue across blocks); the current reader reads the new ones from the points once
+    gathered; get_many agrees."""
+    rng = random.Random(3)
+    with byrondbm.open(tmp_path / "db", "c", block_cache_size=1 << 24, **small) as db:
+        model: dict[bytes, bytes | None] = {}
+        snaps: list[tuple[byrondbm.Snapshot, dict[bytes, bytes | None]]] = []
+        keys = [b"k%04d" % i for i in range(600)]
+        for round_ in range(6):
+            for _ in range(700):
+                k = rng.choice(keys[:50] if rng.random() < 0.3 else keys)  # a few keys with many versions
+                if rng.random() < 0.2:
+                    db.pop(k, None)
+                    model[k] = None
+                else:
+                    model[k] = db[k] = b"%d.%d" % (round_, rng.randrange(10**6)) * rng.choice([1, 20])
+            for _ in range(2):
+                assert [db.get(k) for k in keys] == [model.get(k) for k in keys]
+            snaps.append((db.snapshot(), dict(model)))
+        db.compact()
+        for _ in range(2):
+            assert [db.get(k) for k in keys] == [model.get(k) for k in keys]
+        assert db.get_many(keys) == [model.get(k) for k in keys]
+        assert db.stats()["block_cache_hits"] > 0
+        for snap, seen in snaps:
+            assert [snap.get(k) for k in keys] == [seen.get(k) for k in keys]
+            assert snap.get_many(keys) == [seen.get(k) for k in keys]
+            snap.close()
+
+
+def test_clock_eviction_gives_used_blocks_a_second_chance() -> None:
+    cache = BlockCache(400)
+    for key in (1, 2, 3, 4):
+        cache.put(key, "b%d" % key, 100)
+    assert cache.get(1) == "b1" and cache.get(3) == "b3"  # marked used
+    cache.put(5, "b5", 100)  # 1 is oldest but used: it moves to the end, its mark cleared; 2 goes
+    assert cache.peek(2) is None and cache.peek(1) is not None
+    cache.put(6, "b6", 100)  # 3 used: second chance; 4 goes
+    assert cache.peek(4) is None and cache.peek(3) is not None
+    cache.put(7, "b7", 200)  # 5 and 1 (mark cleared) go, oldest first
+    assert cache.peek(5) is None and cache.peek(1) is None and cache.charge == 400
+    for key in (3, 6, 7):
+        cache.hit(key)
+    cache.put(8, "b8", 400)  # every block used: one pass clears the marks, the next evicts them all
+    assert len(cache) == 1 and cache.peek(8) == ("b8", 400)
+    cache.hit(99)  # a block evicted between peek and use: its mark is dropped by the next put
+    cache.put(9, "b9", 400)
+    assert len(cache) == 1 and cache.peek(9) is not None
+    cache.discard(9)
+    assert len(cache) == 0 and cache.charge == 0
+    cache._check()
+
+
+def test_growth_keeps_an_eighth_of_the_cache_free() -> None:
+    cache = BlockCache(800)
+    assert cache.upgrade_limit == 700
+    points = TablePoints(4)
+    assert not cache.add_if_room(1, points, 701) and cache.add_if_room(1, points, 300)
+    assert not cache.add_if_room(1, points, 1)  # only where nothing is cached
+    assert not cache.grow(1, points, 401)  # 701 > 700
+    assert cache.grow(1, points, 400) and cache.charge == 700 and cache.peek(1) == (points, 700)
+    assert not cache.grow(1, TablePoints(4), 0)  # only the object cached there
+    assert not cache.grow(2, points, 0)  # only a key still cached
+    cache.put(3, b"z", 100)  # a put may fill the cache to its capacity; growth then waits
+    assert cache.charge == 800 and not cache.has_room(1) and cache.has_room(-100)
+    cache._check()
