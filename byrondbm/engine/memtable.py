@@ -25,10 +25,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
+from operator import itemgetter
 from typing import Union
 
 from sortedcontainers import SortedList
 
+from .iterators import Clean
 from .records import Entry
 
 CHUNK = 512
@@ -36,6 +38,8 @@ FIRST_CHUNK = 32
 ENTRY_OVERHEAD = 48  # bytes charged per entry on top of key and value, so tiny entries still fill it
 
 Versions = Union[Entry, list]
+_NEGSEQ = itemgetter(1)
+_VALUE = itemgetter(2)
 
 
 class Memtable:
@@ -141,12 +145,14 @@ class Memtable:
 
     def chunks(
         self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False,
-        read_negseq: int | None = None,
-    ) -> Iterator[list[Entry]]:
+        read_negseq: int | None = None, *, merged: bool = False,
+    ) -> Iterator[list[Entry] | Clean]:
         """The entries with ``start <= key < stop`` as runs (iterators.py's protocol): lists of the entries
         of up to `FIRST_CHUNK` keys, then of four times more each run up to `CHUNK` (a short scan copies
         little, a long one re-seeks seldom); each run in entry order, the runs upwards, or downwards when
-        ``reverse``. ``read_negseq`` is accepted for the protocol; memtable runs are never `Clean`.
+        ``reverse``. With ``read_negseq``, a run of keys with one entry each, none a tombstone and none newer
+        than that reader, comes as `Clean` ``(keys, values, entries)`` (checked by two C passes). ``merged`` is
+        accepted for the protocol (the runs are the same).
 
         Safe while writers insert: each run's keys are read after a fold, under the memtable's lock;
         every key written before the first run is seen, later ones may or may not be, so callers filter
@@ -171,6 +177,11 @@ class Memtable:
                     else:
                         run.append(e)  # type: ignore[arg-type]
                 found = run  # type: ignore[assignment]
+            elif found and read_negseq is not None:
+                values = list(map(_VALUE, found))
+                if None not in values and min(map(_NEGSEQ, found)) >= read_negseq:  # type: ignore[type-var]
+                    yield keys, values, found  # type: ignore[misc]
+                    found = []
             if found:
                 yield found  # type: ignore[misc]
             if len(keys) < size:

@@ -50,20 +50,20 @@ class Level:
     @overload
     def chunks(
         self, start: Optional[bytes] = None, stop: Optional[bytes] = None, reverse: bool = False,
-        read_negseq: None = None,
+        read_negseq: None = None, *, merged: bool = False,
     ) -> Iterator[Run]: ...
 
     @overload
     def chunks(
-        self, start: Optional[bytes], stop: Optional[bytes], reverse: bool, read_negseq: int
+        self, start: Optional[bytes], stop: Optional[bytes], reverse: bool, read_negseq: int, *, merged: bool = False
     ) -> Iterator[Union[Run, Clean]]: ...
 
     def chunks(
         self, start: Optional[bytes] = None, stop: Optional[bytes] = None, reverse: bool = False,
-        read_negseq: Optional[int] = None,
+        read_negseq: Optional[int] = None, *, merged: bool = False,
     ) -> Iterator[Union[Run, Clean]]:
         tables = reversed(self.tables) if reverse else self.tables
-        return concat(partial(t.chunks, start, stop, reverse, read_negseq) for t in tables)  # type: ignore[call-overload]
+        return concat(partial(t.chunks, start, stop, reverse, read_negseq, merged=merged) for t in tables)  # type: ignore[call-overload]
 
 
 def sources(v: Version, start: Optional[bytes], stop: Optional[bytes]) -> list[Source]:
@@ -90,7 +90,11 @@ def pairs(
     found = sources(v, start, stop)
     if len(found) == 1:
         return newest(found[0].chunks(start, stop, reverse, read_negseq), read_negseq, reverse)
-    return newest(merge_runs([s.chunks(start, stop, reverse) for s in found], reverse), read_negseq, reverse)
+    # Forward, clean runs let a merge round resolve its pairs in C; reverse rounds always sort entries.
+    clean_for = None if reverse else read_negseq
+    return newest(
+        merge_runs([s.chunks(start, stop, reverse, clean_for, merged=True) for s in found], reverse), read_negseq, reverse  # type: ignore[call-overload]
+    )
 
 
 def scan(

@@ -21,7 +21,8 @@ import weakref
 from typing import cast, overload
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from itertools import chain, pairwise
 from zlib import crc32
 
@@ -68,11 +69,33 @@ RUN = 1024
 """Most entries a run of `TableReader.chunks` joins from its blocks."""
 
 
-def _joined(parts: list[list[Entry]], reverse: bool) -> list[Entry]:
-    """One run of block parts that follow one another in a stream (downwards when ``reverse``)."""
+Entries = "list[Entry] | Callable[[], list[Entry]]"
+"""A block part's entries, or (served from a `PointBlock`) a callable that reads them."""
+_PointForm = tuple[Callable[[], list[Entry]], bool, list[bytes], list[bytes], int]
+
+
+def _sliced(entries: Callable[[], list[Entry]], i: int, j: int) -> list[Entry]:
+    return entries()[i:j]
+
+
+def _joined(parts: list, columns: list[tuple[Sequence[bytes], Sequence[bytes]]], reverse: bool) -> list[Entry] | Clean:
+    """One run of block parts that follow one another in a stream (downwards when ``reverse``): `Clean`
+    when ``columns`` (the parts' keys and values) are given, else the entries. Parts served from a
+    `PointBlock` (callables, clean only) make the run's entries a callable too."""
+    if reverse:
+        parts.reverse()
+        columns.reverse()
+    if not columns:
+        return parts[0] if len(parts) == 1 else list(chain.from_iterable(parts))
     if len(parts) == 1:
-        return parts[0]
-    return list(chain.from_iterable(reversed(parts) if reverse else parts))
+        return columns[0][0], columns[0][1], parts[0]
+    entries = partial(_entries_of, parts) if any(p.__class__ is not list for p in parts) else list(chain.from_iterable(parts))
+    keys = list(chain.from_iterable([c[0] for c in columns]))
+    return keys, list(chain.from_iterable([c[1] for c in columns])), entries  # type: ignore[return-value]
+
+
+def _entries_of(parts: list) -> list[Entry]:
+    return list(chain.from_iterable([p if p.__class__ is list else p() for p in parts]))
 
 
 def _in_entries(entries: list[BlockEntry], key: bytes, read_negseq: int) -> BlockEntry | bool:
@@ -326,12 +349,13 @@ class TableReader:
     @overload
     def chunks(
         self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False,
-        read_negseq: None = None, *, fill_cache: bool = True,
+        read_negseq: None = None, *, fill_cache: bool = True, merged: bool = False,
     ) -> Iterator[list[Entry]]: ...
 
     @overload
     def chunks(
-        self, start: bytes | None, stop: bytes | None, reverse: bool, read_negseq: int, *, fill_cache: bool = True
+        self, start: bytes | None, stop: bytes | None, reverse: bool, read_negseq: int, *, fill_cache: bool = True,
+        merged: bool = False,
     ) -> Iterator[list[Entry] | Clean]: ...
 
     def chunks(
@@ -342,13 +366,17 @@ class TableReader:
         read_negseq: int | None = None,
         *,
         fill_cache: bool = True,
+        merged: bool = False,
     ) -> Iterator[list[Entry] | Clean]:
         """The entries with ``start <= key < stop`` as runs (iterators.py's protocol), lazily: blocks are read
         as the consumer advances. The first run is the first block's part in range (a seek decodes one
         block), each later run joins blocks up to twice as many entries as the one before, up to `RUN`
         (fewer, longer runs: fewer rounds of a merge). Large values come back as bytes, in runs of one.
 
-        With ``read_negseq``, a block clean for that reader (`DecodedBlock`) comes as its `Clean` columns.
+        With ``read_negseq``, a block clean for that reader (`DecodedBlock`) comes as a `Clean` run; with
+        ``merged`` too (the runs feed a merge, whose rounds cost most), clean blocks are joined into `Clean`
+        runs as above (never with unclean blocks, nor across a key whose versions continue into the next
+        block).
         ``fill_cache=False`` (for compactions and other one-pass reads) still uses cached blocks but does not
         cache the blocks it reads, so it does not evict the blocks point lookups need.
         """
@@ -356,61 +384,75 @@ class TableReader:
             raise error(f"table {self.path} is closed")
         if start is not None and stop is not None and start >= stop:
             return iter(())
-        return self._runs(start, stop, reverse, fill_cache, -1 if read_negseq is None else -read_negseq)
+        return self._runs(start, stop, reverse, fill_cache, -1 if read_negseq is None else -read_negseq, merged)
 
     def _runs(
-        self, start: bytes | None, stop: bytes | None, reverse: bool, fill: bool, read_seq: int
+        self, start: bytes | None, stop: bytes | None, reverse: bool, fill: bool, read_seq: int, join_clean: bool
     ) -> Iterator[list[Entry] | Clean]:
-        parts: list[list[Entry]] = []  # block parts joined into the next run, in the stream's order
+        parts: list[Entries] = []  # block parts joined into the next run, in the stream's order
+        columns: list[tuple[Sequence[bytes], Sequence[bytes]]] = []  # their keys and values, if clean
         held = 0  # entries in parts
         target = 0  # entries the next run reaches before it is yielded
-        for (entries, has_large, keys, values, clean_seq), i, j in self._spans(start, stop, reverse, fill):
-            whole = i == 0 and j == len(entries)
-            if clean_seq <= read_seq or has_large:
-                if parts:
-                    yield _joined(parts, reverse)
-                    parts, held = [], 0
-                if clean_seq <= read_seq:  # values then hold bytes alone
-                    yield cast(Clean, (keys, values) if whole else (keys[i:j], values[i:j]))
-                else:
-                    part = entries[i:j]
-                    yield from self._resolved(reversed(part) if reverse else part)
+        for (entries, has_large, keys, values, clean_seq), i, j in self._spans(start, stop, reverse, fill, read_seq):
+            whole = i == 0 and j == len(keys)
+            clean = clean_seq <= read_seq  # values then hold bytes alone
+            # A run is clean or not as a whole, and a clean one holds one version a key: a key whose
+            # versions continue from the last part starts a new run.
+            if parts and (
+                has_large
+                or clean != bool(columns)
+                or (clean and not join_clean)
+                or (clean and columns[-1][0][0 if reverse else -1] == keys[j - 1 if reverse else i])
+            ):
+                yield _joined(parts, columns, reverse)
+                parts, columns, held = [], [], 0
+            if has_large:
+                part = entries[i:j]  # type: ignore[index]
+                yield from self._resolved(reversed(part) if reverse else part)
                 continue
-            parts.append(entries if whole else entries[i:j])  # type: ignore[arg-type]  # no LargeValue here
+            if entries.__class__ is list:
+                parts.append(entries if whole else entries[i:j])  # type: ignore[index]
+            else:  # a `PointBlock`'s: its entries are read only if a merge round asks for them
+                parts.append(entries if whole else partial(_sliced, entries, i, j))  # type: ignore[arg-type]
+            if clean:
+                columns.append((keys, values) if whole else (keys[i:j], values[i:j]))  # type: ignore[arg-type]
             held += j - i
-            if held >= target:
-                yield _joined(parts, reverse)
-                target = min(2 * (target or held), RUN)
-                parts, held = [], 0
+            if held >= target or (clean and not join_clean):
+                yield _joined(parts, columns, reverse)
+                target = min(2 * (target or held), RUN) if held >= target else target
+                parts, columns, held = [], [], 0
         if parts:
-            yield _joined(parts, reverse)
+            yield _joined(parts, columns, reverse)
 
     def _spans(
-        self, start: bytes | None, stop: bytes | None, reverse: bool, fill: bool
-    ) -> Iterator[tuple[DecodedBlock, int, int]]:
+        self, start: bytes | None, stop: bytes | None, reverse: bool, fill: bool, read_seq: int = -1
+    ) -> Iterator[tuple[DecodedBlock | _PointForm, int, int]]:
         """The data blocks that hold keys of ``[start, stop)``, in the stream's order, each with the bounds
-        ``i < j`` of its entries in range. Cost: one bisect of the index, then one of each end block."""
+        ``i < j`` of its entries (keys) in range: decoded, or, for a reader at ``read_seq`` that sees
+        the whole table, a `PointBlock` it finds cached as its columns (`_point_form`). Cost: one
+        bisect of the index, then one of each end block."""
         last_keys, n = self._last_keys, self._num_blocks
+        whole_table = read_seq >= self.properties.max_seq
         if not reverse:
             b = 0 if start is None else bisect_left(last_keys, start)
             while b < n:
-                block = self._block(b, fill)
-                entries = block[0]
-                i = 0 if start is None else bisect_left(entries, (start,))
-                j = len(entries) if stop is None or last_keys[b] < stop else bisect_left(entries, (stop,))
+                block = self._scan_block(b, fill, whole_table)
+                keys = block[2]
+                i = 0 if start is None else bisect_left(keys, start)
+                j = len(keys) if stop is None or last_keys[b] < stop else bisect_left(keys, stop)
                 if i < j:
                     yield block, i, j
-                if j < len(entries):
+                if j < len(keys):
                     return
                 start = None
                 b += 1
             return
         b = n - 1 if stop is None else min(bisect_left(last_keys, stop), n - 1)
         while b >= 0:
-            block = self._block(b, fill)
-            entries = block[0]
-            i = 0 if start is None else bisect_left(entries, (start,))
-            j = len(entries) if stop is None else bisect_left(entries, (stop,))
+            block = self._scan_block(b, fill, whole_table)
+            keys = block[2]
+            i = 0 if start is None else bisect_left(keys, start)
+            j = len(keys) if stop is None else bisect_left(keys, stop)
             if i < j:
                 yield block, i, j
             if i > 0:
@@ -424,9 +466,23 @@ class TableReader:
         for e in entries:
             yield [(e[0], e[1], read_large(e[2]))] if e[2].__class__ is LargeValue else [e]  # type: ignore[arg-type,list-item]
 
+    def _scan_block(self, b: int, fill: bool, point: bool) -> DecodedBlock | _PointForm:
+        """`_block`, except that for a reader that sees the whole table (``point``) a block cached as a
+        `PointBlock` without tombstones is served as its columns (`_point_form`) and stays cached as it
+        is, for the lookups it serves."""
+        if point:
+            item = self._peek(self._cache_base + b)
+            if item is not None and item[0].__class__ is PointBlock:
+                form = self._point_form(b, item[0])
+                if form is not None:
+                    self._cache_hit(self._cache_base + b)
+                    return form
+        return self._block(b, fill)
+
     def _block(self, b: int, fill: bool = True) -> DecodedBlock:
-        """Data block ``b``, decoded: from the cache, else decoded from its cached bytes or from the file,
-        and then (if ``fill``) cached decoded, replacing its bytes."""
+        """Data block ``b``, decoded: from the cache, else decoded from its cached bytes or from the file
+        (a `PointBlock` keeps no sequence numbers: read again), and then (if ``fill``) cached decoded,
+        replacing its other form."""
         if self._closed:
             raise error(f"table {self.path} is closed")
         block = self._cache_get(self._cache_base + b)
@@ -439,6 +495,30 @@ class TableReader:
         if fill:
             self._cache.put(self._cache_base + b, decoded, decoded_charge(size, len(decoded[0])))
         return decoded
+
+    def _point_form(self, b: int, block: PointBlock) -> _PointForm | None:
+        """Block ``b``'s `PointBlock` as the `DecodedBlock`-like ``(entries, False, keys, values, max_seq)``
+        of its keys, ascending, each with its newest value: a scan that sees the whole table reads exactly
+        that, and ``max_seq`` makes it clean for such a scan; ``entries`` is a callable that reads them
+        (`_newest_entries`), for the rare merge round that sorts entries. None when the block holds a
+        tombstone (the entries must then hide older versions in a merge). Cost: three C passes; a
+        `PointBlock` stores its keys ascending, or descending when the block repeats a key
+        (`point_block`)."""
+        values = list(block.values())
+        if None in values:
+            return None
+        keys = list(block)
+        if len(keys) > 1 and keys[0] > keys[1]:
+            keys.reverse()
+            values.reverse()
+        return partial(self._newest_entries, b), False, keys, values, self.properties.max_seq
+
+    def _newest_entries(self, b: int) -> list[Entry]:
+        """The newest entry of each key of data block ``b``, in key order (what `_point_form` serves as
+        columns), read from its file."""
+        raw = self._read_data(b)
+        entries = decode(raw, len(raw) - TRAILER_SIZE, self.path)[0]
+        return [e for e, before in zip(entries, [None, *entries]) if before is None or before[0] != e[0]]  # type: ignore[misc]
 
     def _promote(self, b: int, raw: bytes) -> PointBlock | bytes:
         """Cache data block ``b``, found cached as its bytes, as a `PointBlock` (unless a value is stored
