@@ -67,6 +67,10 @@ from .hash_index import ABSENT, HashIndex
 _U32 = struct.Struct("<I")
 RUN = 1024
 """Most entries a run of `TableReader.chunks` joins from its blocks."""
+MERGED_FIRST_RUN = 32
+"""Fewest entries the first run of a table has when it feeds a merge (if the table has them): a seek's
+first block part alone (half a block on average) would end the first round early, and a round costs
+more than reading a cached block."""
 
 
 Entries = "list[Entry] | Callable[[], list[Entry]]"
@@ -370,8 +374,8 @@ class TableReader:
     ) -> Iterator[list[Entry] | Clean]:
         """The entries with ``start <= key < stop`` as runs (iterators.py's protocol), lazily: blocks are read
         as the consumer advances. The first run is the first block's part in range (a seek decodes one
-        block), each later run joins blocks up to twice as many entries as the one before, up to `RUN`
-        (fewer, longer runs: fewer rounds of a merge). Large values come back as bytes, in runs of one.
+        block; `MERGED_FIRST_RUN` entries or more when ``merged``), each later run joins blocks up to twice
+        as many entries as the one before, up to `RUN` (fewer, longer runs: fewer rounds of a merge). Large values come back as bytes, in runs of one.
 
         With ``read_negseq``, a block clean for that reader (`DecodedBlock`) comes as a `Clean` run; with
         ``merged`` too (the runs feed a merge, whose rounds cost most), clean blocks are joined into `Clean`
@@ -387,12 +391,12 @@ class TableReader:
         return self._runs(start, stop, reverse, fill_cache, -1 if read_negseq is None else -read_negseq, merged)
 
     def _runs(
-        self, start: bytes | None, stop: bytes | None, reverse: bool, fill: bool, read_seq: int, join_clean: bool
+        self, start: bytes | None, stop: bytes | None, reverse: bool, fill: bool, read_seq: int, merged: bool
     ) -> Iterator[list[Entry] | Clean]:
         parts: list[Entries] = []  # block parts joined into the next run, in the stream's order
         columns: list[tuple[Sequence[bytes], Sequence[bytes]]] = []  # their keys and values, if clean
         held = 0  # entries in parts
-        target = 0  # entries the next run reaches before it is yielded
+        target = MERGED_FIRST_RUN if merged else 0  # entries the next run reaches before it is yielded
         for (entries, has_large, keys, values, clean_seq), i, j in self._spans(start, stop, reverse, fill, read_seq):
             whole = i == 0 and j == len(keys)
             clean = clean_seq <= read_seq  # values then hold bytes alone
@@ -401,7 +405,7 @@ class TableReader:
             if parts and (
                 has_large
                 or clean != bool(columns)
-                or (clean and not join_clean)
+                or (clean and not merged)
                 or (clean and columns[-1][0][0 if reverse else -1] == keys[j - 1 if reverse else i])
             ):
                 yield _joined(parts, columns, reverse)
@@ -417,7 +421,7 @@ class TableReader:
             if clean:
                 columns.append((keys, values) if whole else (keys[i:j], values[i:j]))  # type: ignore[arg-type]
             held += j - i
-            if held >= target or (clean and not join_clean):
+            if held >= target or (clean and not merged):
                 yield _joined(parts, columns, reverse)
                 target = min(2 * (target or held), RUN) if held >= target else target
                 parts, columns, held = [], [], 0
