@@ -78,14 +78,15 @@ Entries = "list[Entry] | Callable[[], list[Entry]]"
 _PointForm = tuple[Callable[[], list[Entry]], bool, list[bytes], list[bytes], int]
 
 
-def _sliced(entries: Callable[[], list[Entry]], i: int, j: int) -> list[Entry]:
-    return entries()[i:j]
+def _sliced(entries: Entries, i: int, j: int) -> list[Entry]:
+    return (entries if entries.__class__ is list else entries())[i:j]  # type: ignore[operator, index]
 
 
 def _joined(parts: list, columns: list[tuple[Sequence[bytes], Sequence[bytes]]], reverse: bool) -> list[Entry] | Clean:
     """One run of block parts that follow one another in a stream (downwards when ``reverse``): `Clean`
-    when ``columns`` (the parts' keys and values) are given, else the entries. Parts served from a
-    `PointBlock` (callables, clean only) make the run's entries a callable too."""
+    when ``columns`` (the parts' keys and values) are given, else the entries. A clean run's entries are
+    a callable (unless it is one whole block): a merge asks for them only in a round with unclean runs,
+    and most scans never do."""
     if reverse:
         parts.reverse()
         columns.reverse()
@@ -93,7 +94,7 @@ def _joined(parts: list, columns: list[tuple[Sequence[bytes], Sequence[bytes]]],
         return parts[0] if len(parts) == 1 else list(chain.from_iterable(parts))
     if len(parts) == 1:
         return columns[0][0], columns[0][1], parts[0]
-    entries = partial(_entries_of, parts) if any(p.__class__ is not list for p in parts) else list(chain.from_iterable(parts))
+    entries = partial(_entries_of, parts)  # joined only if a merge round sorts them
     keys = list(chain.from_iterable([c[0] for c in columns]))
     return keys, list(chain.from_iterable([c[1] for c in columns])), entries  # type: ignore[return-value]
 
@@ -414,10 +415,12 @@ class TableReader:
                 part = entries[i:j]  # type: ignore[index]
                 yield from self._resolved(reversed(part) if reverse else part)
                 continue
-            if entries.__class__ is list:
-                parts.append(entries if whole else entries[i:j])  # type: ignore[index]
-            else:  # a `PointBlock`'s: its entries are read only if a merge round asks for them
-                parts.append(entries if whole else partial(_sliced, entries, i, j))  # type: ignore[arg-type]
+            if whole:
+                parts.append(entries)  # type: ignore[arg-type]
+            elif clean:  # its entries are sliced (or, a `PointBlock`'s, read) only if a merge round sorts them
+                parts.append(partial(_sliced, entries, i, j))  # type: ignore[arg-type]
+            else:
+                parts.append(entries[i:j])  # type: ignore[index]
             if clean:
                 columns.append((keys, values) if whole else (keys[i:j], values[i:j]))  # type: ignore[arg-type]
             held += j - i
