@@ -10,7 +10,7 @@ import pytest
 
 import byrondbm
 from byrondbm.engine import readpath
-from byrondbm.engine.sstable import TableReader
+from byrondbm.engine.sstable import PointBlock, TableReader
 
 SMALL = dict(memtable_size=8192, target_file_size=8192, block_size=512, background_compaction=False)
 
@@ -103,4 +103,67 @@ def test_keys_only_scans_give_the_keys_of_the_pairs(tmp_path: Path) -> None:
         db[b"%06d" % i] = b"mem"
     for reverse in (False, True):
         assert list(db.scan(keys_only=True, reverse=reverse)) == [k for k, _ in db.scan(reverse=reverse)]
+    db.close()
+
+
+def test_blocks_cached_for_lookups_serve_scans_that_see_their_whole_table(tmp_path: Path) -> None:
+    """Blocks that lookups cached as `PointBlock`s (no sequence numbers) serve forward merged scans as
+    columns, and stay cached so, when the scan sees every entry of their table; a snapshot older than a
+    table, blocks holding tombstones and merged reverse scans read the block again. Both directions give
+    the right pairs."""
+    db = byrondbm.open(tmp_path / "db", "c", **dict(SMALL, memtable_size=1 << 20))
+    _fill(db, 1500)
+    db._engine.flush()
+    snap = db.snapshot()
+    with db.batch() as b:
+        for i in range(0, 1500, 5):
+            b[b"%06d" % i] = b"tmp%d" % i
+    between = db.snapshot()  # keeps the tmp versions: the next table holds two versions of those keys
+    with db.batch() as b:
+        for i in range(0, 1500, 5):
+            b[b"%06d" % i] = b"new%d" % i
+        for i in range(1, 1500, 97):
+            del b[b"%06d" % i]
+    db._engine.flush()
+    with db.batch() as b:
+        for i in range(3, 1500, 50):
+            b[b"%06d" % i] = b"mem%d" % i
+    old = {b"%06d" % i: b"v%d" % i for i in range(1500)}
+    now = dict(old)
+    now.update({b"%06d" % i: b"new%d" % i for i in range(0, 1500, 5)})
+    for i in range(1, 1500, 97):
+        del now[b"%06d" % i]
+    now.update({b"%06d" % i: b"mem%d" % i for i in range(3, 1500, 50)})
+    for _ in range(2):  # a block's second lookup caches it as a PointBlock
+        for i in range(1500):
+            assert db.get(b"%06d" % i) == now.get(b"%06d" % i)
+    tables = [t for level in db._engine.version.levels for t in level]
+    assert len(tables) == 2
+
+    def point_blocks() -> dict:
+        found = {}
+        for t in tables:
+            last_keys, base, _, cache = t.point_parts()
+            for b in range(len(last_keys)):
+                block = (cache.peek(base + b) or (None,))[0]
+                if block.__class__ is PointBlock and None not in block.values():
+                    found[base + b] = block
+        return found
+
+    held = point_blocks()
+    assert len(held) > 10
+    for reverse in (False, True):  # forward first: a merged reverse scan sorts entries, so decodes the blocks
+        assert list(db.scan(reverse=reverse)) == sorted(now.items(), reverse=reverse)
+        want = sorted((p for p in now.items() if p[0] >= b"000700"), reverse=reverse)[:50]
+        assert list(islice(db.scan(b"000700", reverse=reverse), 50)) == want
+        if not reverse:
+            after = point_blocks()
+            assert after.keys() == held.keys() and all(after[k] is held[k] for k in held)  # still cached for lookups
+    tmp = dict(old)
+    tmp.update({b"%06d" % i: b"tmp%d" % i for i in range(0, 1500, 5)})
+    for reverse in (False, True):
+        assert list(snap.scan(reverse=reverse)) == sorted(old.items(), reverse=reverse)
+        assert list(between.scan(reverse=reverse)) == sorted(tmp.items(), reverse=reverse)
+    between.close()
+    snap.close()
     db.close()
