@@ -3,6 +3,7 @@ same answers as the merge both ways, seeks that read only what they reach."""
 
 from __future__ import annotations
 
+import random
 from itertools import islice
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 
 import byrondbm
 from byrondbm.engine import readpath
-from byrondbm.engine.sstable import PointBlock, TableReader
+from byrondbm.engine.iterators import merge_runs, newest
+from byrondbm.engine.sstable import BlockCache, PointBlock, TableReader, TableWriter, key_hashes
+from byrondbm.options import Options
 
 SMALL = dict(memtable_size=8192, target_file_size=8192, block_size=512, background_compaction=False)
 
@@ -167,3 +170,37 @@ def test_blocks_cached_for_lookups_serve_scans_that_see_their_whole_table(tmp_pa
     between.close()
     snap.close()
     db.close()
+
+
+def test_a_merge_round_that_sorts_entries_reads_those_of_blocks_served_as_columns(tmp_path: Path) -> None:
+    """A table with two versions of some keys, its blocks cached as `PointBlock`s, merged with a newer
+    source whose runs are not clean (a tombstone): the rounds that sort entries read the served blocks'
+    newest entries from the file, and the pairs are the newest visible ones."""
+    rng = random.Random(3)
+    entries = []
+    for i in range(600):
+        key = b"k%04d" % i
+        entries.append((key, -(10_000 + i), b"new%d" % i))
+        if rng.random() < 0.3:
+            entries.append((key, -i, b"old%d" % i))  # an older version, right after the newest
+    entries.sort()
+    path = tmp_path / "000001.sst"
+    writer = TableWriter(str(path), Options(block_size=256))
+    for e in entries:
+        writer.add(*e)
+    writer.finish()
+    reader = TableReader(str(path), 1, BlockCache(1 << 24))
+    keys = sorted({e[0] for e in entries})
+    for _ in range(2):
+        for key in keys:
+            reader.get(key, key_hashes(key), -(1 << 40))
+    last_keys, base, _, cache = reader.point_parts()
+    assert all(cache.peek(base + b)[0].__class__ is PointBlock for b in range(len(last_keys)))  # type: ignore[index]
+    newer = [(b"k%04d" % i, -20_000 - i, None if i % 3 else b"mem%d" % i) for i in range(0, 600, 7)]
+    read = -30_000
+    merged = merge_runs([iter([newer[:40], newer[40:]]), reader.chunks(None, None, False, read, merged=True)])
+    got = [p for part in newest(merged, read) for p in part]
+    want = {e[0]: e[2] for e in reversed(entries)}  # each key's newest version in the table
+    want.update((k, v) for k, _, v in newer)
+    assert got == [(k, v) for k, v in sorted(want.items()) if v is not None]
+    reader.close()

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
 from operator import itemgetter
-from typing import Union
+from typing import Union, overload
 
 from sortedcontainers import SortedList
 
@@ -143,6 +143,17 @@ class Memtable:
             return chain.from_iterable(self.chunks(start, stop))
         return chain.from_iterable(map(reversed, self.chunks(start, stop, True)))
 
+    @overload
+    def chunks(
+        self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False,
+        read_negseq: None = None, *, merged: bool = False,
+    ) -> Iterator[list[Entry]]: ...
+
+    @overload
+    def chunks(
+        self, start: bytes | None, stop: bytes | None, reverse: bool, read_negseq: int, *, merged: bool = False
+    ) -> Iterator[list[Entry] | Clean]: ...
+
     def chunks(
         self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False,
         read_negseq: int | None = None, *, merged: bool = False,
@@ -178,8 +189,8 @@ class Memtable:
                         run.append(e)  # type: ignore[arg-type]
                 found = run  # type: ignore[assignment]
             elif found and read_negseq is not None:
-                values = list(map(_VALUE, found))
-                if None not in values and min(map(_NEGSEQ, found)) >= read_negseq:  # type: ignore[type-var]
+                values = list(map(_VALUE, found))  # type: ignore[arg-type]
+                if None not in values and min(map(_NEGSEQ, found)) >= read_negseq:  # type: ignore[arg-type]
                     yield keys, values, found  # type: ignore[misc]
                     found = []
             if found:

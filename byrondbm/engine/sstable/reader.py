@@ -5,8 +5,10 @@ Opening reads and checks the footer, properties, index, filter and hash index an
 `os.pread` on demand, CRC-checked and decompressed if stored compressed (codec.py); a point lookup decodes
 only the entry it returns (the hash index names its position in the block), and caches the block's bytes,
 uncompressed (so a cached read pays no decompression); an iterator decodes whole blocks and caches them
-decoded. A block's bytes in memory are its uncompressed contents followed by `TRAILER_SIZE` bytes (the
-trailer of a block stored raw, which so needs no copy): the contents' length is ``len(block) - TRAILER_SIZE``.
+decoded, except that a scan that sees the whole table reads a block cached as a `PointBlock` (without
+tombstones) as its columns and leaves it cached so. A block's bytes in memory are its uncompressed
+contents followed by `TRAILER_SIZE` bytes (the trailer of a block stored raw, which so needs no copy): the
+contents' length is ``len(block) - TRAILER_SIZE``.
 
 The file descriptor lives as long as the reader: `close()` or, failing that, garbage collection closes it
 (`weakref.finalize`). The engine may unlink the file earlier; POSIX keeps it readable while open.
@@ -18,7 +20,7 @@ import dataclasses
 import os
 import struct
 import weakref
-from typing import cast, overload
+from typing import Union, overload
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -73,7 +75,7 @@ first block part alone (half a block on average) would end the first round early
 more than reading a cached block."""
 
 
-Entries = "list[Entry] | Callable[[], list[Entry]]"
+Entries = Union[list[Entry], Callable[[], list[Entry]]]
 """A block part's entries, or (served from a `PointBlock`) a callable that reads them."""
 _PointForm = tuple[Callable[[], list[Entry]], bool, list[bytes], list[bytes], int]
 
@@ -376,7 +378,8 @@ class TableReader:
         """The entries with ``start <= key < stop`` as runs (iterators.py's protocol), lazily: blocks are read
         as the consumer advances. The first run is the first block's part in range (a seek decodes one
         block; `MERGED_FIRST_RUN` entries or more when ``merged``), each later run joins blocks up to twice
-        as many entries as the one before, up to `RUN` (fewer, longer runs: fewer rounds of a merge). Large values come back as bytes, in runs of one.
+        as many entries as the one before, up to `RUN` (fewer, longer runs: fewer rounds of a merge). Large
+        values come back as bytes, in runs of one.
 
         With ``read_negseq``, a block clean for that reader (`DecodedBlock`) comes as a `Clean` run; with
         ``merged`` too (the runs feed a merge, whose rounds cost most), clean blocks are joined into `Clean`
@@ -420,7 +423,7 @@ class TableReader:
             elif clean:  # its entries are sliced (or, a `PointBlock`'s, read) only if a merge round sorts them
                 parts.append(partial(_sliced, entries, i, j))  # type: ignore[arg-type]
             else:
-                parts.append(entries[i:j])  # type: ignore[index]
+                parts.append(entries[i:j])  # type: ignore[index, arg-type]  # no LargeValue here
             if clean:
                 columns.append((keys, values) if whole else (keys[i:j], values[i:j]))  # type: ignore[arg-type]
             held += j - i
@@ -518,14 +521,16 @@ class TableReader:
         if len(keys) > 1 and keys[0] > keys[1]:
             keys.reverse()
             values.reverse()
-        return partial(self._newest_entries, b), False, keys, values, self.properties.max_seq
+        newest_entries = partial(self._newest_entries, b)
+        return newest_entries, False, keys, values, self.properties.max_seq  # type: ignore[return-value]  # no None
 
     def _newest_entries(self, b: int) -> list[Entry]:
         """The newest entry of each key of data block ``b``, in key order (what `_point_form` serves as
         columns), read from its file."""
         raw = self._read_data(b)
         entries = decode(raw, len(raw) - TRAILER_SIZE, self.path)[0]
-        return [e for e, before in zip(entries, [None, *entries]) if before is None or before[0] != e[0]]  # type: ignore[misc]
+        firsts = [e for e, before in zip(entries, [None, *entries]) if before is None or before[0] != e[0]]
+        return firsts  # type: ignore[return-value]  # a PointBlock is made only of blocks without large values
 
     def _promote(self, b: int, raw: bytes) -> PointBlock | bytes:
         """Cache data block ``b``, found cached as its bytes, as a `PointBlock` (unless a value is stored
