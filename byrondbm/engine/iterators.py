@@ -8,10 +8,13 @@ that work a run at a time.
 
 A source may also answer for a reader at one sequence number (``read_negseq`` given): then, in place of a
 run it knows to be *clean* for that reader (no tombstone, one version a key, none newer than the reader:
-a table's block whose decoded summary says so), it gives a `Clean` run, the ``(keys, values)`` columns of
-those entries, which `newest` turns into pairs with ``zip`` and no Python step per pair.
+a table's block whose decoded summary says so, a memtable run checked in C), it gives a `Clean` run,
+``(keys, values, entries)``: the run's entries and their keys and values as columns. A lone source's clean
+runs become pairs with ``zip``, and a merge round whose runs are all clean resolves them with a dict and
+a sort, with no Python step a pair either way.
 
-- `merge_runs`: several sources' runs -> one stream of sorted runs (forward or reverse).
+- `merge_runs`: several sources' runs -> one stream of sorted runs (forward or reverse), or, forward, of
+  `Columns` (resolved pairs) for the rounds whose runs are all clean.
 - `newest`: a stream of runs -> lists (or zips) of the visible ``(key, value)`` pairs in scan order:
   of each key the newest version at the reader's sequence number, tombstones hidden (docs/design.md,
   invariant 5). Its state carries a key's versions across runs.
@@ -30,24 +33,31 @@ from .records import Entry
 C = TypeVar("C")
 Run = list[Entry]
 """Entries in entry order (the consumer must not change it: it may be a cached block's list)."""
-Clean = Tuple[Sequence[bytes], Sequence[bytes]]
-"""The keys and values of a clean run: every entry visible to the reader, none a tombstone, one a key."""
+Columns = Tuple[Sequence[bytes], Sequence[bytes]]
+"""Keys (ascending, one a key) and their values: pairs visible to the reader, with nothing to filter."""
+Clean = Tuple[Sequence[bytes], Sequence[bytes], Union[Run, Callable[[], Run]]]
+"""A clean run, ``(keys, values, entries)``: every entry visible to the reader, none a tombstone, one a
+key, as columns and as the entries themselves (which a merge round with unclean runs sorts), or a
+callable that makes them (a table's clean run sliced or joined only if a round needs it); never empty.
+`newest` reads only its first two items, so it also takes `Columns`."""
 Pair = Tuple[bytes, bytes]
 
 
 class Source(Protocol):
     """What memtables, tables and levels provide: their entries of ``[start, stop)`` as runs, forward or
-    reverse (see the module docstring), lazily. With ``read_negseq`` a run may come as `Clean`."""
+    reverse (see the module docstring), lazily. With ``read_negseq`` a run may come as `Clean`; ``merged``
+    says the runs feed `merge_runs`, where longer runs mean fewer rounds (a lone source's clean runs are
+    best short: they cost nothing a pair, and a seek reads no further than it needs)."""
 
     @overload
     def chunks(
         self, start: Optional[bytes] = None, stop: Optional[bytes] = None, reverse: bool = False,
-        read_negseq: None = None,
+        read_negseq: None = None, *, merged: bool = False,
     ) -> Iterator[Run]: ...
 
     @overload
     def chunks(
-        self, start: Optional[bytes], stop: Optional[bytes], reverse: bool, read_negseq: int
+        self, start: Optional[bytes], stop: Optional[bytes], reverse: bool, read_negseq: int, *, merged: bool = False
     ) -> Iterator[Union[Run, Clean]]: ...
 
 
@@ -58,7 +68,19 @@ def concat(openers: Iterable[Callable[[], Iterator[C]]]) -> Iterator[C]:
         yield from open_runs()
 
 
-def merge_runs(sources: Sequence[Iterable[Run]], reverse: bool = False) -> Iterator[Run]:
+@overload
+def merge_runs(sources: Sequence[Iterable[Run]], reverse: bool = False) -> Iterator[Run]: ...
+
+
+@overload
+def merge_runs(
+    sources: Sequence[Iterable[Union[Run, Clean]]], reverse: bool = False
+) -> Iterator[Union[Run, Clean, Columns]]: ...
+
+
+def merge_runs(
+    sources: Sequence[Iterable[Union[Run, Clean]]], reverse: bool = False
+) -> Iterator[Union[Run, Clean, Columns]]:
     """Merge sources of runs into one stream of sorted runs, in the direction of the sources' streams.
 
     Each round takes, of the sources' current runs, the end nearest the stream's start as a bound
@@ -66,25 +88,41 @@ def merge_runs(sources: Sequence[Iterable[Run]], reverse: bool = False) -> Itera
     it, from every source, has then been read. Those entries are cut out with `bisect` and sorted together
     (the C sort merges the runs); at least one source's run is used up each round. Once one source is
     left its runs pass through untouched.
+
+    Forward, a round whose runs are all `Clean` is resolved instead of sorted: its bound is a key, so every
+    version of a key it holds, from every source, is in the round; a dict fed from the oldest source to the
+    newest keeps each key's newest version (a newer source holds newer versions: the LSM invariant), and
+    the round comes out as `Columns` (a single contributing run as its slices, with no dict). A key may
+    still continue into a later run of the same source (older versions in a table's next block): `newest`
+    drops it there. Sources must be given newest first.
     Cost: O(k) Python steps a round for k sources, O(log k) C comparisons an entry. Sequence numbers are
     unique, so no two entries compare equal and values are never compared.
     """
-    live: list[list] = [[None, 0, 0, iter(source)] for source in sources]  # [run, lo, hi, iterator]
+    live: list[list] = [[None, 0, 0, iter(source), None] for source in sources]  # [entries, lo, hi, iterator, Clean]
     while True:
         # Refill the sources whose run the last round used up; only now, so a scan that stops after a
         # round never reads further.
         for x in live:
             if x[0] is None:
                 run = next((r for r in x[3] if r), None)
-                x[0], x[1], x[2] = run, 0, 0 if run is None else len(run)
+                if run.__class__ is tuple:
+                    x[0], x[1], x[2], x[4] = run[2], 0, len(run[0]), run  # type: ignore[index]
+                else:
+                    x[0], x[1], x[2], x[4] = run, 0, 0 if run is None else len(run), None  # type: ignore[arg-type]
         live = [x for x in live if x[0] is not None]
         if len(live) < 2:
             break
+        if not reverse and all([x[4] is not None for x in live]):
+            yield _resolved_round(live)
+            continue
+        for x in live:
+            if x[0].__class__ is not list:  # a clean run's entries not read yet
+                x[0] = x[0]()
         batch: Run = []
         if reverse:
             bound = max([x[0][x[1]] for x in live])
             for x in live:
-                run, lo, hi, _ = x
+                run, lo, hi = x[0], x[1], x[2]
                 cut = bisect_left(run, bound, lo, hi)
                 batch += run[cut:hi] if cut or hi < len(run) else run
                 if cut == lo:
@@ -94,7 +132,7 @@ def merge_runs(sources: Sequence[Iterable[Run]], reverse: bool = False) -> Itera
         else:
             bound = min([x[0][x[2] - 1] for x in live])
             for x in live:
-                run, lo, hi, _ = x
+                run, lo, hi = x[0], x[1], x[2]
                 cut = bisect_right(run, bound, lo, hi)
                 batch += run[lo:cut] if lo or cut < len(run) else run
                 if cut == hi:
@@ -104,19 +142,49 @@ def merge_runs(sources: Sequence[Iterable[Run]], reverse: bool = False) -> Itera
         batch.sort()
         yield batch
     if live:
-        run, lo, hi, it = live[0]
-        yield run[lo:hi] if lo or hi < len(run) else run
+        run, lo, hi, it, clean = live[0]
+        if clean:
+            yield (clean[0][lo:hi], clean[1][lo:hi]) if lo or hi < len(clean[0]) else clean
+        else:
+            yield run[lo:hi] if lo or hi < len(run) else run
         yield from it
 
 
-def newest(runs: Iterable[Union[Run, Clean]], read_negseq: int, reverse: bool = False) -> Iterator[Iterable[Pair]]:
+def _resolved_round(live: list[list]) -> Columns:
+    """One forward round of `merge_runs` over clean runs only (``live`` newest source first): the pairs
+    up to the smallest last key, each key's from its newest source. Cost: C passes (bisect, slices,
+    ``dict.update``, one sort of the keys)."""
+    bound = min([x[4][0][x[2] - 1] for x in live])
+    parts = []
+    for x in reversed(live):  # oldest source first: a newer source's version overwrites an older one's
+        keys, values = x[4][0], x[4][1]
+        lo, hi = x[1], x[2]
+        cut = bisect_right(keys, bound, lo, hi)
+        if cut > lo:
+            parts.append((keys[lo:cut], values[lo:cut]) if lo or cut < len(keys) else (keys, values))
+        if cut == hi:
+            x[0] = None
+        else:
+            x[1] = cut
+    if len(parts) == 1:
+        return parts[0]
+    merged: dict[bytes, bytes] = {}
+    for keys, values in parts:
+        merged.update(zip(keys, values))
+    out = sorted(merged)
+    return out, list(map(merged.__getitem__, out))
+
+
+def newest(
+    runs: Iterable[Union[Run, Clean, Columns]], read_negseq: int, reverse: bool = False
+) -> Iterator[Iterable[Pair]]:
     """The visible pairs of a stream of runs (forward or reverse), in scan order, a list (or a zip) a run.
 
     ``read_negseq`` is minus the reader's sequence number: entries with a smaller negseq are newer than the
     reader and ignored. A key's versions may continue from one run into the next: forward, the key whose
     newest visible version was decided last is remembered (its older versions are skipped); reverse, the
     versions arrive oldest first, so the smallest key of a run stays pending until a run starting below it
-    shows it has no newer version. A `Clean` run costs no Python step a pair.
+    shows it has no newer version. A `Clean` run (or `Columns`) costs no Python step a pair.
     """
     keys: Sequence[bytes]
     values: Sequence[bytes]
@@ -124,7 +192,7 @@ def newest(runs: Iterable[Union[Run, Clean]], read_negseq: int, reverse: bool = 
         prev: Optional[bytes] = None
         for run in runs:
             if run.__class__ is tuple:
-                keys, values = cast(Clean, run)
+                keys, values = run[0], run[1]  # type: ignore[index]
                 if keys[0] == prev:  # the older versions of a decided key end where this run starts
                     keys, values = keys[1:], values[1:]
                     if not keys:
@@ -147,7 +215,7 @@ def newest(runs: Iterable[Union[Run, Clean]], read_negseq: int, reverse: bool = 
     cur_value: Optional[bytes] = None
     for run in runs:
         if run.__class__ is tuple:
-            keys, values = cast(Clean, run)
+            keys, values = run[0], run[1]  # type: ignore[index]
             hi = len(keys)
             if keys[hi - 1] == cur:  # a newer, visible version of the pending key
                 cur_value = values[hi - 1]

@@ -25,10 +25,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, islice
-from typing import Union
+from operator import itemgetter
+from typing import Union, overload
 
 from sortedcontainers import SortedList
 
+from .iterators import Clean
 from .records import Entry
 
 CHUNK = 512
@@ -36,6 +38,8 @@ FIRST_CHUNK = 32
 ENTRY_OVERHEAD = 48  # bytes charged per entry on top of key and value, so tiny entries still fill it
 
 Versions = Union[Entry, list]
+_NEGSEQ = itemgetter(1)
+_VALUE = itemgetter(2)
 
 
 class Memtable:
@@ -139,14 +143,27 @@ class Memtable:
             return chain.from_iterable(self.chunks(start, stop))
         return chain.from_iterable(map(reversed, self.chunks(start, stop, True)))
 
+    @overload
     def chunks(
         self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False,
-        read_negseq: int | None = None,
-    ) -> Iterator[list[Entry]]:
+        read_negseq: None = None, *, merged: bool = False,
+    ) -> Iterator[list[Entry]]: ...
+
+    @overload
+    def chunks(
+        self, start: bytes | None, stop: bytes | None, reverse: bool, read_negseq: int, *, merged: bool = False
+    ) -> Iterator[list[Entry] | Clean]: ...
+
+    def chunks(
+        self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False,
+        read_negseq: int | None = None, *, merged: bool = False,
+    ) -> Iterator[list[Entry] | Clean]:
         """The entries with ``start <= key < stop`` as runs (iterators.py's protocol): lists of the entries
         of up to `FIRST_CHUNK` keys, then of four times more each run up to `CHUNK` (a short scan copies
         little, a long one re-seeks seldom); each run in entry order, the runs upwards, or downwards when
-        ``reverse``. ``read_negseq`` is accepted for the protocol; memtable runs are never `Clean`.
+        ``reverse``. With ``read_negseq``, a run of keys with one entry each, none a tombstone and none newer
+        than that reader, comes as `Clean` ``(keys, values, entries)`` (checked by two C passes). ``merged`` is
+        accepted for the protocol (the runs are the same).
 
         Safe while writers insert: each run's keys are read after a fold, under the memtable's lock;
         every key written before the first run is seen, later ones may or may not be, so callers filter
@@ -171,6 +188,11 @@ class Memtable:
                     else:
                         run.append(e)  # type: ignore[arg-type]
                 found = run  # type: ignore[assignment]
+            elif found and read_negseq is not None:
+                values = list(map(_VALUE, found))  # type: ignore[arg-type]
+                if None not in values and min(map(_NEGSEQ, found)) >= read_negseq:  # type: ignore[arg-type]
+                    yield keys, values, found  # type: ignore[misc]
+                    found = []
             if found:
                 yield found  # type: ignore[misc]
             if len(keys) < size:

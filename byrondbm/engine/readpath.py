@@ -6,8 +6,9 @@ reverse, through one pipeline (iterators.py's protocol):
 1. `sources`: the memtables holding keys, the L0 tables and the levels whose ranges meet ``[start, stop)``;
    nothing is read yet. A level is one source whose tables are opened one by one as the scan reaches them.
 2. A source alone (after a compaction: one level) is passed through: its runs go straight to `newest`, and
-   its clean blocks come as columns that become pairs by ``zip`` alone. Several sources are merged
-   (`merge_runs`), their runs cut and sorted a round at a time.
+   its clean runs come as columns that become pairs by ``zip`` alone. Several sources are merged
+   (`merge_runs`) a round at a time: forward, their clean runs (tables' clean blocks, checked memtable
+   runs) make rounds resolved in C; other rounds cut and sort entries.
 3. `newest` keeps each key's newest version visible at the sequence number and drops tombstones; the
    pairs come out a list (or a zip) at a time, and ``itertools.chain`` hands them out one by one in C.
 
@@ -19,8 +20,9 @@ its next step that needs another run of pairs: the pairs already handed over are
 its call.
 
 Cost: a seek opens each source's first run (a memtable's first keys, one block of each table through
-the index and the block cache); a long scan pays O(log k) C comparisons an entry for k sources, and a
-Python step an entry only where entries need filtering (merged runs, or blocks that are not clean).
+the index and the block cache, or 32 entries or more when merged); a long scan pays O(log k) C comparisons
+an entry for k sources, and a Python step an entry only where entries need filtering (blocks that are not
+clean, or merge rounds holding such runs, and every reverse merge round).
 """
 
 from __future__ import annotations
@@ -50,20 +52,20 @@ class Level:
     @overload
     def chunks(
         self, start: Optional[bytes] = None, stop: Optional[bytes] = None, reverse: bool = False,
-        read_negseq: None = None,
+        read_negseq: None = None, *, merged: bool = False,
     ) -> Iterator[Run]: ...
 
     @overload
     def chunks(
-        self, start: Optional[bytes], stop: Optional[bytes], reverse: bool, read_negseq: int
+        self, start: Optional[bytes], stop: Optional[bytes], reverse: bool, read_negseq: int, *, merged: bool = False
     ) -> Iterator[Union[Run, Clean]]: ...
 
     def chunks(
         self, start: Optional[bytes] = None, stop: Optional[bytes] = None, reverse: bool = False,
-        read_negseq: Optional[int] = None,
+        read_negseq: Optional[int] = None, *, merged: bool = False,
     ) -> Iterator[Union[Run, Clean]]:
         tables = reversed(self.tables) if reverse else self.tables
-        return concat(partial(t.chunks, start, stop, reverse, read_negseq) for t in tables)  # type: ignore[call-overload]
+        return concat(partial(t.chunks, start, stop, reverse, read_negseq, merged=merged) for t in tables)  # type: ignore[call-overload]
 
 
 def sources(v: Version, start: Optional[bytes], stop: Optional[bytes]) -> list[Source]:
@@ -90,7 +92,10 @@ def pairs(
     found = sources(v, start, stop)
     if len(found) == 1:
         return newest(found[0].chunks(start, stop, reverse, read_negseq), read_negseq, reverse)
-    return newest(merge_runs([s.chunks(start, stop, reverse) for s in found], reverse), read_negseq, reverse)
+    # Forward, clean runs let a merge round resolve its pairs in C; reverse rounds always sort entries.
+    clean_for = None if reverse else read_negseq
+    runs = [s.chunks(start, stop, reverse, clean_for, merged=True) for s in found]  # type: ignore[call-overload]
+    return newest(merge_runs(runs, reverse), read_negseq, reverse)
 
 
 def scan(

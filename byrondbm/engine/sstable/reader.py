@@ -2,9 +2,10 @@
 
 Opening reads and checks the footer, properties, index, filter and hash index and keeps them in memory
 (the last keys + ~12 bytes a block, bits_per_key/8 + 2..8 bytes a key). Data blocks are read with
-`os.pread` on demand, CRC-checked and decompressed if stored compressed (codec.py); a point lookup decodes
-only the entry it returns (the hash index names its position in the block), and caches the block's bytes,
-uncompressed (so a cached read pays no decompression); an iterator decodes whole blocks and caches them
+`os.pread` on demand, CRC-checked and decompressed if stored compressed (codec.py); a point lookup
+gathers the block into the table's `TablePoints` (points.py) while the cache has room, else caches the
+block's bytes, uncompressed (so a cached read pays no decompression), and decodes only the entry it
+returns (the hash index names its position in the block); an iterator decodes whole blocks and caches them
 decoded. A block's bytes in memory are its uncompressed contents followed by `TRAILER_SIZE` bytes (the
 trailer of a block stored raw, which so needs no copy): the contents' length is ``len(block) - TRAILER_SIZE``.
 
@@ -19,10 +20,11 @@ import os
 import struct
 import threading
 import weakref
-from typing import cast, overload
+from typing import Union, cast, overload
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from itertools import chain, pairwise
 from zlib import crc32
 
@@ -67,13 +69,39 @@ from .points import TablePoints, points_key
 _U32 = struct.Struct("<I")
 RUN = 1024
 """Most entries a run of `TableReader.chunks` joins from its blocks."""
+MERGED_FIRST_RUN = 32
+"""Fewest entries the first run of a table has when it feeds a merge (if the table has them): a seek's
+first block part alone (half a block on average) would end the first round early, and a round costs
+more than reading a cached block."""
 
 
-def _joined(parts: list[list[Entry]], reverse: bool) -> list[Entry]:
-    """One run of block parts that follow one another in a stream (downwards when ``reverse``)."""
+Entries = Union[list[Entry], Callable[[], list[Entry]]]
+"""A block part's entries, or a callable that slices them (`_sliced`)."""
+
+
+def _sliced(entries: list[Entry], i: int, j: int) -> list[Entry]:
+    return entries[i:j]
+
+
+def _joined(parts: list, columns: list[tuple[Sequence[bytes], Sequence[bytes]]], reverse: bool) -> list[Entry] | Clean:
+    """One run of block parts that follow one another in a stream (downwards when ``reverse``): `Clean`
+    when ``columns`` (the parts' keys and values) are given, else the entries. A clean run's entries are
+    a callable (unless it is one whole block): a merge asks for them only in a round with unclean runs,
+    and most scans never do."""
+    if reverse:
+        parts.reverse()
+        columns.reverse()
+    if not columns:
+        return parts[0] if len(parts) == 1 else list(chain.from_iterable(parts))
     if len(parts) == 1:
-        return parts[0]
-    return list(chain.from_iterable(reversed(parts) if reverse else parts))
+        return columns[0][0], columns[0][1], parts[0]
+    entries = partial(_entries_of, parts)  # joined only if a merge round sorts them
+    keys = list(chain.from_iterable([c[0] for c in columns]))
+    return keys, list(chain.from_iterable([c[1] for c in columns])), entries  # type: ignore[return-value]
+
+
+def _entries_of(parts: list) -> list[Entry]:
+    return list(chain.from_iterable([p if p.__class__ is list else p() for p in parts]))
 
 
 def _in_entries(entries: list[BlockEntry], key: bytes, read_negseq: int) -> BlockEntry | bool:
@@ -319,12 +347,13 @@ class TableReader:
     @overload
     def chunks(
         self, start: bytes | None = None, stop: bytes | None = None, reverse: bool = False,
-        read_negseq: None = None, *, fill_cache: bool = True,
+        read_negseq: None = None, *, fill_cache: bool = True, merged: bool = False,
     ) -> Iterator[list[Entry]]: ...
 
     @overload
     def chunks(
-        self, start: bytes | None, stop: bytes | None, reverse: bool, read_negseq: int, *, fill_cache: bool = True
+        self, start: bytes | None, stop: bytes | None, reverse: bool, read_negseq: int, *, fill_cache: bool = True,
+        merged: bool = False,
     ) -> Iterator[list[Entry] | Clean]: ...
 
     def chunks(
@@ -335,13 +364,18 @@ class TableReader:
         read_negseq: int | None = None,
         *,
         fill_cache: bool = True,
+        merged: bool = False,
     ) -> Iterator[list[Entry] | Clean]:
         """The entries with ``start <= key < stop`` as runs (iterators.py's protocol), lazily: blocks are read
         as the consumer advances. The first run is the first block's part in range (a seek decodes one
-        block), each later run joins blocks up to twice as many entries as the one before, up to `RUN`
-        (fewer, longer runs: fewer rounds of a merge). Large values come back as bytes, in runs of one.
+        block; `MERGED_FIRST_RUN` entries or more when ``merged``), each later run joins blocks up to twice
+        as many entries as the one before, up to `RUN` (fewer, longer runs: fewer rounds of a merge). Large
+        values come back as bytes, in runs of one.
 
-        With ``read_negseq``, a block clean for that reader (`DecodedBlock`) comes as its `Clean` columns.
+        With ``read_negseq``, a block clean for that reader (`DecodedBlock`) comes as a `Clean` run; with
+        ``merged`` too (the runs feed a merge, whose rounds cost most), clean blocks are joined into `Clean`
+        runs as above (never with unclean blocks, nor across a key whose versions continue into the next
+        block).
         ``fill_cache=False`` (for compactions and other one-pass reads) still uses cached blocks but does not
         cache the blocks it reads, so it does not evict the blocks point lookups need.
         """
@@ -349,51 +383,65 @@ class TableReader:
             raise error(f"table {self.path} is closed")
         if start is not None and stop is not None and start >= stop:
             return iter(())
-        return self._runs(start, stop, reverse, fill_cache, -1 if read_negseq is None else -read_negseq)
+        return self._runs(start, stop, reverse, fill_cache, -1 if read_negseq is None else -read_negseq, merged)
 
     def _runs(
-        self, start: bytes | None, stop: bytes | None, reverse: bool, fill: bool, read_seq: int
+        self, start: bytes | None, stop: bytes | None, reverse: bool, fill: bool, read_seq: int, merged: bool
     ) -> Iterator[list[Entry] | Clean]:
-        parts: list[list[Entry]] = []  # block parts joined into the next run, in the stream's order
+        parts: list[Entries] = []  # block parts joined into the next run, in the stream's order
+        columns: list[tuple[Sequence[bytes], Sequence[bytes]]] = []  # their keys and values, if clean
         held = 0  # entries in parts
-        target = 0  # entries the next run reaches before it is yielded
+        target = MERGED_FIRST_RUN if merged else 0  # entries the next run reaches before it is yielded
         for (entries, has_large, keys, values, clean_seq), i, j in self._spans(start, stop, reverse, fill):
-            whole = i == 0 and j == len(entries)
-            if clean_seq <= read_seq or has_large:
-                if parts:
-                    yield _joined(parts, reverse)
-                    parts, held = [], 0
-                if clean_seq <= read_seq:  # values then hold bytes alone
-                    yield cast(Clean, (keys, values) if whole else (keys[i:j], values[i:j]))
-                else:
-                    part = entries[i:j]
-                    yield from self._resolved(reversed(part) if reverse else part)
+            whole = i == 0 and j == len(keys)
+            clean = clean_seq <= read_seq  # values then hold bytes alone
+            # A run is clean or not as a whole, and a clean one holds one version a key: a key whose
+            # versions continue from the last part starts a new run.
+            if parts and (
+                has_large
+                or clean != bool(columns)
+                or (clean and not merged)
+                or (clean and columns[-1][0][0 if reverse else -1] == keys[j - 1 if reverse else i])
+            ):
+                yield _joined(parts, columns, reverse)
+                parts, columns, held = [], [], 0
+            if has_large:
+                part = entries[i:j]  # type: ignore[index]
+                yield from self._resolved(reversed(part) if reverse else part)
                 continue
-            parts.append(entries if whole else entries[i:j])  # type: ignore[arg-type]  # no LargeValue here
+            if whole:
+                parts.append(entries)  # type: ignore[arg-type]
+            elif clean:  # its entries are sliced only if a merge round sorts them
+                parts.append(partial(_sliced, entries, i, j))  # type: ignore[arg-type]
+            else:
+                parts.append(entries[i:j])  # type: ignore[index, arg-type]  # no LargeValue here
+            if clean:
+                columns.append((keys, values) if whole else (keys[i:j], values[i:j]))  # type: ignore[arg-type]
             held += j - i
-            if held >= target:
-                yield _joined(parts, reverse)
-                target = min(2 * (target or held), RUN)
-                parts, held = [], 0
+            if held >= target or (clean and not merged):
+                yield _joined(parts, columns, reverse)
+                target = min(2 * (target or held), RUN) if held >= target else target
+                parts, columns, held = [], [], 0
         if parts:
-            yield _joined(parts, reverse)
+            yield _joined(parts, columns, reverse)
 
     def _spans(
         self, start: bytes | None, stop: bytes | None, reverse: bool, fill: bool
     ) -> Iterator[tuple[DecodedBlock, int, int]]:
-        """The data blocks that hold keys of ``[start, stop)``, in the stream's order, each with the bounds
-        ``i < j`` of its entries in range. Cost: one bisect of the index, then one of each end block."""
+        """The data blocks that hold keys of ``[start, stop)``, in the stream's order, decoded, each with the
+        bounds ``i < j`` of its entries (keys) in range. Cost: one bisect of the index, then one of each end
+        block."""
         last_keys, n = self._last_keys, self._num_blocks
         if not reverse:
             b = 0 if start is None else bisect_left(last_keys, start)
             while b < n:
                 block = self._block(b, fill)
-                entries = block[0]
-                i = 0 if start is None else bisect_left(entries, (start,))
-                j = len(entries) if stop is None or last_keys[b] < stop else bisect_left(entries, (stop,))
+                keys = block[2]
+                i = 0 if start is None else bisect_left(keys, start)
+                j = len(keys) if stop is None or last_keys[b] < stop else bisect_left(keys, stop)
                 if i < j:
                     yield block, i, j
-                if j < len(entries):
+                if j < len(keys):
                     return
                 start = None
                 b += 1
@@ -401,9 +449,9 @@ class TableReader:
         b = n - 1 if stop is None else min(bisect_left(last_keys, stop), n - 1)
         while b >= 0:
             block = self._block(b, fill)
-            entries = block[0]
-            i = 0 if start is None else bisect_left(entries, (start,))
-            j = len(entries) if stop is None else bisect_left(entries, (stop,))
+            keys = block[2]
+            i = 0 if start is None else bisect_left(keys, start)
+            j = len(keys) if stop is None else bisect_left(keys, stop)
             if i < j:
                 yield block, i, j
             if i > 0:
