@@ -25,7 +25,7 @@ class Options:
     bloom_bits_per_key: int = 10
     """Bloom filter bits per key (10 gives ~1% false positives); 0 writes no filter."""
     block_cache_size: int = 64 * MiB
-    """Bytes of memory (measured, not on-disk size) the shared LRU block cache may hold; 0 disables it."""
+    """Bytes of memory (measured, not on-disk size) the shared block cache may hold (second-chance eviction, see sstable/cache.py); 0 disables it."""
     compaction_style: str = "tiered"
     """How tables are merged in the background (byrondbm/engine/compaction.py): "tiered" (RocksDB's universal
     compaction: sorted runs of similar size merged together, fewer bytes rewritten per byte written, more

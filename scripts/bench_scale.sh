@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long `byrondbm bench --scale` run of issue 5: KEYS keys (default 10,000,000) written at random, then
+# The long `byrondbm bench --scale` run: KEYS keys (default 10,000,000) written at random, then
 # peak RSS, write amplification, space amplification (disk bytes / user bytes) and readrandom throughput,
 # before and after compact(), compared with the same measures at 200,000 keys.
 #

@@ -32,12 +32,15 @@ class TablePoints(dict[bytes, "bytes | None"]):
     entries when it equals block ``b - 1``'s last key): its newest value is in the block where it starts,
     and until that block is gathered the key is unknown, not wrong."""
 
-    __slots__ = ("loaded", "missing")
+    __slots__ = ("loaded", "missing", "order")
 
     def __init__(self, num_blocks: int) -> None:
         super().__init__()
         self.loaded = bytearray(num_blocks)
         self.missing = num_blocks
+        self.order: list[bytes] | None = None
+        """The keys in ascending order, once every block is gathered and a scan has asked for them
+        (`TableReader.chunks` then serves a scan that sees the whole table from here: no block read)."""
 
     def gather(self, b: int, values: dict[bytes, bytes | None], previous_last_key: bytes | None) -> None:
         """Add block ``b``'s `newest_values` (once), ``previous_last_key`` being block ``b - 1``'s last key.
@@ -53,3 +56,4 @@ class TablePoints(dict[bytes, "bytes | None"]):
 
     def _check(self) -> None:
         assert self.missing == self.loaded.count(0) >= 0
+        assert self.order is None or (self.missing == 0 and self.order == sorted(self))
