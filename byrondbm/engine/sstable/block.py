@@ -75,14 +75,13 @@ highest sequence number of the block when it holds no tombstone, no large value 
 def newest_values(raw: bytes, size: int, path: str) -> dict[bytes, bytes | None] | None:
     """Each key of the data block ``raw[:size]`` (CRC-checked) -> its newest value in the block (None for a
     tombstone), what `TablePoints` gathers; None when a value is stored out of line (a lookup then
-    resolves it by the general path). Cost: `decode`, and one dict built in C."""
-    _, has_large, keys, values, clean_seq = decode(raw, size, path)
+    resolves it by the general path). Cost: `_columns` (no entry tuples, no sequence numbers), and one dict
+    built in C."""
+    keys, values, has_large, _, _ = _columns(raw, size, path)
     if has_large:
         return None
-    if clean_seq != NOT_CLEAN:
-        return dict(zip(keys, values))  # type: ignore[arg-type]  # no LargeValue: has_large is False
     # A key's first entry is its newest: built from the end, the newest is the last one stored.
-    return dict(zip(reversed(keys), reversed(values)))  # type: ignore[arg-type]
+    return dict(zip(reversed(keys), reversed(values)))  # type: ignore[arg-type]  # no LargeValue
 
 
 def entry_count(raw: bytes, size: int) -> int:
@@ -146,10 +145,21 @@ def decode_block(raw: bytes, size: int, path: str) -> tuple[list[BlockEntry], bo
 def decode(raw: bytes, size: int, path: str) -> DecodedBlock:
     """Decode the data block held in ``raw[:size]`` (already CRC-checked) into its entries and columns.
 
-    Cost: O(entries) in C (see `_strings`; one tuple per entry; a set of the keys for ``clean_seq`` when
-    no value is a tombstone or large), plus a Python step per tombstone or large value. Anything that does
-    not fit raises `CorruptionError`.
+    Cost: `_columns`, one tuple per entry, and a set of the keys for ``clean_seq`` when no value is a
+    tombstone or large. Anything that does not fit raises `CorruptionError`.
     """
+    keys, values, has_large, clean, seqs_at = _columns(raw, size, path)
+    n = len(keys)
+    seqs = struct.unpack_from(f"<{n}Q", raw, seqs_at)
+    clean_seq = max(seqs) if clean and len(set(keys)) == n else NOT_CLEAN
+    return list(zip(keys, map(neg, seqs), values)), has_large, keys, values, clean_seq
+
+
+def _columns(raw: bytes, size: int, path: str) -> tuple[Sequence[bytes], Sequence[StoredValue], bool, bool, int]:
+    """``(keys, values, has_large, clean, seqs_at)`` of the data block in ``raw[:size]``: its key and value
+    columns (a tombstone's value None, a large one's `LargeValue`), whether a value is large, whether every
+    value is an inline one, and where the sequence numbers start. Cost: O(entries) in C (see `_strings`),
+    plus a Python step per tombstone or large value. Anything that does not fit raises `CorruptionError`."""
     if size < TAIL_SIZE:
         raise CorruptionError("data block shorter than its entry count", path)
     n, width = _TAIL.unpack_from(raw, size - TAIL_SIZE)
@@ -164,7 +174,7 @@ def decode(raw: bytes, size: int, path: str) -> DecodedBlock:
     if value_ends[-1] != columns_at:
         raise CorruptionError("data block values do not end where its columns start", path)
     keys = _strings(raw, 0, key_ends, columns_at, path)
-    values = _strings(raw, key_ends[-1], value_ends, columns_at, path)
+    values: Sequence[StoredValue] = _strings(raw, key_ends[-1], value_ends, columns_at, path)
     kinds = raw[kinds_at : kinds_at + n]
     has_large = False
     clean = kinds.count(KIND_VALUE) == n
@@ -173,17 +183,15 @@ def decode(raw: bytes, size: int, path: str) -> DecodedBlock:
         for i, kind in enumerate(kinds):
             if kind == KIND_VALUE:
                 continue
-            vlen = len(values[i])
+            vlen = len(values[i])  # type: ignore[arg-type]
             if kind == KIND_TOMBSTONE and vlen == 0:
-                values[i] = None  # type: ignore[call-overload]
+                values[i] = None
             elif kind == KIND_LARGE and vlen == 16:
-                values[i] = LargeValue(*LARGE_REF.unpack(values[i]))  # type: ignore[call-overload]
+                values[i] = LargeValue(*LARGE_REF.unpack(values[i]))  # type: ignore[arg-type]
                 has_large = True
             else:
                 raise CorruptionError(f"data block entry has kind {kind} with a {vlen}-byte value", path)
-    seqs = struct.unpack_from(f"<{n}Q", raw, seqs_at)
-    clean_seq = max(seqs) if clean and len(set(keys)) == n else NOT_CLEAN
-    return list(zip(keys, map(neg, seqs), values)), has_large, keys, values, clean_seq
+    return keys, values, has_large, clean, seqs_at
 
 
 NEXT_BLOCK = True
