@@ -6,6 +6,7 @@ how much is held so."""
 from __future__ import annotations
 
 import random
+from itertools import islice
 from pathlib import Path
 
 import byrondbm
@@ -142,3 +143,78 @@ def test_growth_keeps_an_eighth_of_the_cache_free() -> None:
     cache.put(3, b"z", 100)  # a put may fill the cache to its capacity; growth then waits
     assert cache.charge == 800 and not cache.has_room(1) and cache.has_room(-100)
     cache._check()
+
+
+def test_scans_of_a_complete_table_without_tombstones_come_from_its_points(tmp_path: Path) -> None:
+    entries = [(b"k%05d" % i, -(i % 97 + 1), b"v%d" % i) for i in range(3000)]
+    entries.insert(1000, (b"k00999", -5, b"older"))  # an older version (seq 5 < 30), after the newest
+    path = tmp_path / "000001.sst"
+    writer = TableWriter(str(path), Options(block_size=512))
+    for e in entries:
+        writer.add(*e)
+    props = writer.finish()
+    cache = BlockCache(1 << 24)
+    reader = TableReader(str(path), 1, cache)
+    newest = {e[0]: e[2] for e in reversed(entries)}
+    want = sorted(newest.items())
+    read = -props.max_seq
+    for key in newest:
+        reader.get(key, key_hashes(key), LATEST)
+    _, points_key, _, _ = reader.point_parts()
+    points = cache.peek(points_key)[0]  # type: ignore[index]
+    assert points.missing == 0 and points.order is None
+    blocks_cached = len(cache)
+    for start, stop, reverse, merged in [(None, None, False, False), (b"k01000", b"k02000", True, False),
+                                          (b"k00999", None, False, True), (None, b"k00003", True, True)]:
+        runs = list(reader.chunks(start, stop, reverse, read, merged=merged))
+        assert all(run.__class__ is tuple and len(run) == 3 for run in runs)  # all Clean
+        got = [p for run in runs for p in (zip(run[0], run[1]))]  # type: ignore[misc]
+        expect = [p for p in want if (start is None or p[0] >= start) and (stop is None or p[0] < stop)]
+        if reverse:  # runs come downwards, each ascending
+            got = [p for run in runs for p in reversed(list(zip(run[0], run[1])))]  # type: ignore[misc]
+            expect.reverse()
+        assert got == expect
+        entries_of_first = runs[0][2]()  # type: ignore[index, operator]
+        assert [(k, v) for k, _, v in entries_of_first] == list(zip(runs[0][0], runs[0][1]))  # type: ignore[index]
+        assert {s for _, s, _ in entries_of_first} == {read}  # the table's largest sequence number
+    assert points.order == sorted(newest) and len(cache) == blocks_cached  # no block read
+    points._check()
+    # An older reader reads the blocks: every version is there (`newest` then filters by sequence number).
+    older = [p for run in reader.chunks(b"k00999", b"k01000", False, -20) for p in run]
+    assert older == [(b"k00999", -30, b"v999"), (b"k00999", -5, b"older")]
+    reader.close()
+
+
+def test_merged_scans_over_tables_served_from_points_match_a_model(tmp_path: Path, small: dict) -> None:
+    """Scans (both ways, seeks, snapshots) over tables whose points are complete, merged with memtables and
+    newer tables holding tombstones and overwrites, so rounds sort entries the points made."""
+    rng = random.Random(11)
+    with byrondbm.open(tmp_path / "db", "c", block_cache_size=1 << 24, **dict(small, memtable_size=1 << 16)) as db:
+        model: dict[bytes, bytes] = {}
+        for i in range(4000):
+            model[b"k%05d" % i] = db[b"k%05d" % i] = b"v%d" % i
+        db.compact()
+        for k in model:
+            assert db[k] == model[k]  # gathers every table
+        snap = db.snapshot()
+        before = dict(model)
+        for i in range(600):  # tombstones and overwrites, in newer tables and the memtable
+            k = b"k%05d" % rng.randrange(4200)
+            if rng.random() < 0.4:
+                db.pop(k, None)
+                model.pop(k, None)
+            else:
+                model[k] = db[k] = b"new%d" % i
+        for reverse in (False, True):
+            assert list(db.scan(reverse=reverse)) == sorted(model.items(), reverse=reverse)
+            assert list(snap.scan(reverse=reverse)) == sorted(before.items(), reverse=reverse)
+            for _ in range(20):
+                start = b"k%05d" % rng.randrange(4200)
+                got = list(islice(db.scan(start, reverse=reverse), 50))
+                expect = sorted(((k, v) for k, v in model.items() if (k <= start if reverse else k >= start)),
+                                reverse=reverse)[:50]
+                if reverse:  # a reverse scan's start is exclusive of nothing: its stop bound is the start
+                    got = list(islice(db.scan(stop=start, reverse=True), 50))
+                    expect = sorted(((k, v) for k, v in model.items() if k < start), reverse=True)[:50]
+                assert got == expect
+        snap.close()
