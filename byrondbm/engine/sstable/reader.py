@@ -543,6 +543,8 @@ class TableReader:
         it was already: then a reader the points cannot answer, older than the table, is reading it, and
         its bytes are worth caching). Cost: a `decode` and a dict update, when there is room."""
         cache = self._cache
+        if cache.charge >= cache.upgrade_limit:  # the common case of a cache under pressure, cheaply
+            return False
         size = len(raw) - TRAILER_SIZE
         charge = point_charge(size, entry_count(raw, size))
         if not cache.has_room(charge):
