@@ -10,11 +10,22 @@ from itertools import islice
 from pathlib import Path
 
 import byrondbm
-from byrondbm.engine.sstable import BlockCache, TablePoints, TableReader, TableWriter, key_hashes
+from byrondbm.engine.sstable import BlockCache, TablePoints, TableProperties, TableReader, TableWriter, key_hashes
 from byrondbm.engine.sstable.block import KIND_LARGE, KIND_TOMBSTONE, KIND_VALUE, encode_block, newest_values
 from byrondbm.options import Options
 
 LATEST = -((1 << 62) - 1)
+
+
+def table_of(tmp_path: Path, entries: list[tuple]) -> tuple[TableReader, TableProperties, BlockCache]:
+    """A table of ``entries`` (entry order) in 512-byte blocks, open with a cache of its own."""
+    path = tmp_path / "000001.sst"
+    writer = TableWriter(str(path), Options(block_size=512))
+    for e in entries:
+        writer.add(*e)
+    props = writer.finish()
+    cache = BlockCache(1 << 24)
+    return TableReader(str(path), 1, cache), props, cache
 
 
 def test_newest_values_of_a_block() -> None:
@@ -47,13 +58,7 @@ def test_lookups_gather_a_table_and_older_readers_still_see_old_versions(tmp_pat
         key=lambda e: (e[0], e[1]),
     )
     entries += [(b"zz", -s, b"%d" % s) for s in range(400, 0, -1)]  # one key over several blocks
-    path = tmp_path / "000001.sst"
-    writer = TableWriter(str(path), Options(block_size=512))
-    for e in entries:
-        writer.add(*e)
-    props = writer.finish()
-    cache = BlockCache(1 << 24)
-    reader = TableReader(str(path), 1, cache)
+    reader, props, cache = table_of(tmp_path, entries)
     last_keys, points_key, negmax, shared = reader.point_parts()
     assert shared is cache and negmax == -props.max_seq and len(last_keys) == props.num_data_blocks > 20
 
@@ -148,13 +153,7 @@ def test_growth_keeps_an_eighth_of_the_cache_free() -> None:
 def test_scans_of_a_complete_table_without_tombstones_come_from_its_points(tmp_path: Path) -> None:
     entries = [(b"k%05d" % i, -(i % 97 + 1), b"v%d" % i) for i in range(3000)]
     entries.insert(1000, (b"k00999", -5, b"older"))  # an older version (seq 5 < 30), after the newest
-    path = tmp_path / "000001.sst"
-    writer = TableWriter(str(path), Options(block_size=512))
-    for e in entries:
-        writer.add(*e)
-    props = writer.finish()
-    cache = BlockCache(1 << 24)
-    reader = TableReader(str(path), 1, cache)
+    reader, props, cache = table_of(tmp_path, entries)
     newest = {e[0]: e[2] for e in reversed(entries)}
     want = sorted(newest.items())
     read = -props.max_seq
@@ -208,13 +207,9 @@ def test_merged_scans_over_tables_served_from_points_match_a_model(tmp_path: Pat
         for reverse in (False, True):
             assert list(db.scan(reverse=reverse)) == sorted(model.items(), reverse=reverse)
             assert list(snap.scan(reverse=reverse)) == sorted(before.items(), reverse=reverse)
-            for _ in range(20):
-                start = b"k%05d" % rng.randrange(4200)
-                got = list(islice(db.scan(start, reverse=reverse), 50))
-                expect = sorted(((k, v) for k, v in model.items() if (k <= start if reverse else k >= start)),
-                                reverse=reverse)[:50]
-                if reverse:  # a reverse scan's start is exclusive of nothing: its stop bound is the start
-                    got = list(islice(db.scan(stop=start, reverse=True), 50))
-                    expect = sorted(((k, v) for k, v in model.items() if k < start), reverse=True)[:50]
-                assert got == expect
+            for _ in range(20):  # seeks: forward from a key, reverse from below one
+                bound = b"k%05d" % rng.randrange(4200)
+                scan = db.scan(stop=bound, reverse=True) if reverse else db.scan(bound)
+                expect = sorted(((k, v) for k, v in model.items() if (k < bound) == reverse), reverse=reverse)
+                assert list(islice(scan, 50)) == expect[:50]
         snap.close()
