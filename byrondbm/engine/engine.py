@@ -654,6 +654,7 @@ class Engine:
         with self._write_lock:
             vs = self._vs
             vs._check()
+            self._cache._check()
             v = vs.current
             assert v.mem is self._mem
             for level in range(1, MAX_LEVELS):

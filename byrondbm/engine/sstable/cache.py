@@ -168,6 +168,12 @@ class BlockCache:
                 self._used.discard(key)
 
     def _check(self) -> None:
-        """Assert the total charge is the sum of the blocks' and within the capacity."""
+        """Assert the total charge is the sum of the items' and within the capacity, and each item's own
+        invariants where it has a `_check` (a table's points)."""
         with self._lock:
             assert self.charge == sum(charge for _, charge in self._map.values()) <= max(self.capacity, 0)
+            items = [item for item, _ in self._map.values()]
+        for item in items:
+            check = getattr(item, "_check", None)
+            if check is not None:
+                check()
