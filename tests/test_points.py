@@ -137,7 +137,7 @@ def test_clock_eviction_gives_used_blocks_a_second_chance() -> None:
 
 def test_growth_keeps_an_eighth_of_the_cache_free() -> None:
     cache = BlockCache(800)
-    assert cache.upgrade_limit == 700
+    assert cache.growth_limit == 700
     points = TablePoints(4)
     assert not cache.add_if_room(1, points, 701) and cache.add_if_room(1, points, 300)
     assert not cache.add_if_room(1, points, 1)  # only where nothing is cached

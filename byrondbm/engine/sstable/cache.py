@@ -26,7 +26,7 @@ its value, and the dict's slot with its slack, less the offsets, sequence number
 holds 234.5 bytes an entry, its blocks 129)."""
 
 
-UPGRADE_HEADROOM = 8
+GROWTH_HEADROOM = 8
 """`BlockCache.grow` and `BlockCache.add_if_room` leave 1/8 of the capacity free."""
 
 
@@ -66,7 +66,7 @@ class BlockCache:
         """``[hits, misses]``: statistics only, so updated without the lock."""
         self.charge = 0
         """Total charge of the blocks held now."""
-        self.upgrade_limit = capacity_bytes - capacity_bytes // UPGRADE_HEADROOM
+        self.growth_limit = capacity_bytes - capacity_bytes // GROWTH_HEADROOM
         """`grow` and `add_if_room` keep the total charge at or below this."""
         self._map: OrderedDict[int, tuple[object, int]] = OrderedDict()
         self._used: set[int] = set()
@@ -126,10 +126,10 @@ class BlockCache:
 
     def has_room(self, extra: int) -> bool:
         """Whether `grow` or `add_if_room` would take ``extra`` more (a hint: no lock)."""
-        return self.charge + extra <= self.upgrade_limit
+        return self.charge + extra <= self.growth_limit
 
     def add_if_room(self, key: int, item: object, charge: int) -> bool:
-        """Cache ``item`` at ``key`` (where nothing is) only if the cache keeps `UPGRADE_HEADROOM` of its
+        """Cache ``item`` at ``key`` (where nothing is) only if the cache keeps `GROWTH_HEADROOM` of its
         capacity free after. True if done."""
         with self._lock:
             if key in self._map or not self.has_room(charge):
@@ -140,7 +140,7 @@ class BlockCache:
 
     def grow(self, key: int, item: object, extra: int) -> bool:
         """Add ``extra`` to the charge of ``item``, cached at ``key``, whose owner is about to make it
-        hold that much more, only if it is cached there still and the cache keeps `UPGRADE_HEADROOM` of
+        hold that much more, only if it is cached there still and the cache keeps `GROWTH_HEADROOM` of
         its capacity free after: under pressure more blocks in their cheaper form serve more lookups than
         fewer in the costlier one, and the headroom stops a cache that has filled from trading evictions
         for growth, each costing a decode. True if done (the owner may then add what it charged)."""

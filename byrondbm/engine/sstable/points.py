@@ -5,7 +5,7 @@ the search, in memory latency: ~0.5 µs for a table of 1,600 blocks).
 
 It lives in the block cache (one item per table, at `points_key`, charged as the sum of its blocks'
 `point_charge`, plus 8 bytes a key for the order), so the cache's capacity bounds it and its eviction
-drops it whole; it grows only while the cache has room for upgrades (`BlockCache.grow`). It keeps no
+drops it whole; it grows only while the cache has room to grow into (`BlockCache.grow`). It keeps no
 sequence numbers: it answers only a reader that sees every entry of the table (`TableReader.point_parts`;
 and a scan of a complete table with no tombstone, `TableReader.chunks`); an older reader reads the blocks.
 """

@@ -25,6 +25,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
+from operator import getitem
 from itertools import chain, pairwise, repeat
 from zlib import crc32
 
@@ -76,11 +77,7 @@ more than reading a cached block."""
 
 
 Entries = Union[list[Entry], Callable[[], list[Entry]]]
-"""A block part's entries, or a callable that slices them (`_sliced`)."""
-
-
-def _sliced(entries: list[Entry], i: int, j: int) -> list[Entry]:
-    return entries[i:j]
+"""A block part's entries, or a callable that slices them (``partial(getitem, entries, slice(i, j))``)."""
 
 
 def _joined(parts: list, columns: list[tuple[Sequence[bytes], Sequence[bytes]]], reverse: bool) -> list[Entry] | Clean:
@@ -251,7 +248,7 @@ class TableReader:
                 hint = -1
                 if entry is not MISSED_HINT:
                     self._cache_hit(self._cache_base + b)
-                    if block.__class__ is bytes and self._cache.charge < self._cache.upgrade_limit:
+                    if block.__class__ is bytes and self._cache.charge < self._cache.growth_limit:
                         self._promote(b, block)  # type: ignore[arg-type]
                     break
         if entry is MISSED_HINT:
@@ -272,7 +269,7 @@ class TableReader:
                 block = self._cache_get(self._cache_base + b)
                 if block is None:
                     block = self._load_raw(b)
-                elif block.__class__ is bytes and self._cache.charge < self._cache.upgrade_limit:
+                elif block.__class__ is bytes and self._cache.charge < self._cache.growth_limit:
                     self._promote(b, block)  # type: ignore[arg-type]
                 entry = self._find(block, key, read_negseq, hint)
             if entry is not NEXT_BLOCK:
@@ -463,7 +460,7 @@ class TableReader:
             if whole:
                 parts.append(entries)  # type: ignore[arg-type]
             elif clean:  # its entries are sliced only if a merge round sorts them
-                parts.append(partial(_sliced, entries, i, j))  # type: ignore[arg-type]
+                parts.append(partial(getitem, entries, slice(i, j)))  # type: ignore[arg-type]
             else:
                 parts.append(entries[i:j])  # type: ignore[index, arg-type]  # no LargeValue here
             if clean:
@@ -543,7 +540,7 @@ class TableReader:
         it was already: then a reader the points cannot answer, older than the table, is reading it, and
         its bytes are worth caching). Cost: a `decode` and a dict update, when there is room."""
         cache = self._cache
-        if cache.charge >= cache.upgrade_limit:  # the common case of a cache under pressure, cheaply
+        if cache.charge >= cache.growth_limit:  # the common case of a cache under pressure, cheaply
             return False
         size = len(raw) - TRAILER_SIZE
         charge = point_charge(size, entry_count(raw, size))
