@@ -176,7 +176,8 @@ def test_scans_of_a_complete_table_without_tombstones_come_from_its_points(tmp_p
         entries_of_first = runs[0][2]()  # type: ignore[index, operator]
         assert [(k, v) for k, _, v in entries_of_first] == list(zip(runs[0][0], runs[0][1]))  # type: ignore[index]
         assert {s for _, s, _ in entries_of_first} == {read}  # the table's largest sequence number
-    assert points.order == sorted(newest) and len(cache) == blocks_cached  # no block read
+    assert points.order == (sorted(newest), [newest[k] for k in sorted(newest)])
+    assert len(cache) == blocks_cached  # no block read
     points._check()
     # An older reader reads the blocks: every version is there (`newest` then filters by sequence number).
     older = [p for run in reader.chunks(b"k00999", b"k01000", False, -20) for p in run]

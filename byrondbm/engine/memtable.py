@@ -101,8 +101,8 @@ class Memtable:
         else:
             was_live = old[2] is not None
             if keep_old:
+                self.one_version = False  # before the list is seen: `chunks` reads the flag after the map
                 m[key] = [old, entry]
-                self.one_version = False
             else:
                 m[key] = entry
         self.live += (value is not None) - was_live
@@ -170,17 +170,17 @@ class Memtable:
         by sequence number. Cost: O(log n) a run to re-seek, then a C-level pass a key.
         """
         get = self._map.get
-        lo, hi = start, stop
-        lo_inclusive = True
-        hi_inclusive = False
+        lo, lo_inclusive, hi = start, True, stop  # the keys not read yet: from lo up to hi (excluded)
         size = FIRST_CHUNK
         while True:
             with self._fold_lock:
-                keys = list(islice(self._fold().irange(lo, hi, (lo_inclusive, hi_inclusive), reverse), size))
-                if reverse:
-                    keys.reverse()
+                ordered = self._fold()
+                i = 0 if lo is None else ordered.bisect_left(lo) if lo_inclusive else ordered.bisect_right(lo)
+                j = len(ordered) if hi is None else ordered.bisect_left(hi)
+                keys = ordered[max(i, j - size) : j] if reverse else ordered[i : min(j, i + size)]
                 found = list(map(get, keys))
-            if list in map(type, found):  # (a put may turn an entry into a list at any moment)
+            # A put makes `one_version` False before it stores a list, so True here means none was read.
+            if not self.one_version and list in map(type, found):  # (a put may turn an entry into a list)
                 run: list[Entry] = []
                 for e in found:
                     if type(e) is list:
@@ -198,7 +198,7 @@ class Memtable:
             if len(keys) < size:
                 return
             if reverse:
-                hi, hi_inclusive = keys[0], False
+                hi = keys[0]
             else:
                 lo, lo_inclusive = keys[-1], False
             size = min(4 * size, CHUNK)

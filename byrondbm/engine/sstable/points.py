@@ -4,7 +4,7 @@ index, no cache probe per block, no search of a block (the bisection and the cac
 the search, in memory latency: ~0.5 µs for a table of 1,600 blocks).
 
 It lives in the block cache (one item per table, at `points_key`, charged as the sum of its blocks'
-`point_charge`, plus 8 bytes a key for the order), so the cache's capacity bounds it and its eviction
+`point_charge`, plus 16 bytes a key for the order), so the cache's capacity bounds it and its eviction
 drops it whole; it grows only while the cache has room to grow into (`BlockCache.grow`). It keeps no
 sequence numbers: it answers only a reader that sees every entry of the table (`TableReader.point_parts`;
 and a scan of a complete table with no tombstone, `TableReader.chunks`); an older reader reads the blocks.
@@ -39,9 +39,10 @@ class TablePoints(dict[bytes, "bytes | None"]):
         super().__init__()
         self.loaded = bytearray(num_blocks)
         self.missing = num_blocks
-        self.order: list[bytes] | None = None
-        """The keys in ascending order, once every block is gathered and a scan has asked for them
-        (`TableReader.chunks` then serves a scan that sees the whole table from here: no block read)."""
+        self.order: tuple[list[bytes], list[bytes | None]] | None = None
+        """The keys in ascending order and their values, as two columns, once every block is gathered and a
+        scan has asked for them (`TableReader.chunks` then serves a scan that sees the whole table from
+        here by slicing them: no block read, no dict probe a key)."""
 
     def gather(self, b: int, values: dict[bytes, bytes | None], previous_last_key: bytes | None) -> None:
         """Add block ``b``'s `newest_values` (once), ``previous_last_key`` being block ``b - 1``'s last key.
@@ -58,4 +59,6 @@ class TablePoints(dict[bytes, "bytes | None"]):
     def _check(self) -> None:
         unmarked = self.loaded.count(0)
         assert unmarked <= self.missing <= unmarked + 1  # (+1: a gather between its mark and its count)
-        assert self.order is None or (self.missing == 0 and self.order == sorted(self))
+        if self.order is not None:
+            keys, values = self.order
+            assert self.missing == 0 and keys == sorted(self) and values == list(map(self.__getitem__, keys))

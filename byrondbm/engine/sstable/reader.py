@@ -387,40 +387,41 @@ class TableReader:
         if read_negseq is not None and read_negseq <= -self.properties.max_seq and not self.properties.num_deletions:
             order = self._points_order()
             if order is not None:
-                return self._point_runs(order[0], order[1], start, stop, reverse, merged)
+                return self._point_runs(*order, start, stop, reverse, merged)
         return self._runs(start, stop, reverse, fill_cache, -1 if read_negseq is None else -read_negseq, merged)
 
-    def _points_order(self) -> tuple[TablePoints, list[bytes]] | None:
-        """The table's points and their keys in order, when every block is gathered (and, the first time,
-        the cache has room for the order: 8 bytes a key, one C sort), else None."""
+    def _points_order(self) -> tuple[list[bytes], list[bytes]] | None:
+        """The table's keys in order and their values (`TablePoints.order`), when every block is gathered
+        (and, the first time, the cache has room for them: 16 bytes a key, one C sort and one C pass),
+        else None. Only for a table with no tombstone: the values are then all bytes."""
         item = self._peek(self._points_key)
         if item is None:
             return None
         points = cast(TablePoints, item[0])
         order = points.order
         if order is None:
-            if points.missing or not self._cache.grow(self._points_key, points, 8 * len(points)):
+            if points.missing or not self._cache.grow(self._points_key, points, 16 * len(points)):
                 return None
-            order = points.order = sorted(points)
+            keys = sorted(points)
+            order = points.order = keys, list(map(points.__getitem__, keys))
         self._cache_hit(self._points_key)
-        return points, order
+        return order  # type: ignore[return-value]  # no tombstone: no None
 
     def _point_runs(
-        self, points: TablePoints, order: list[bytes], start: bytes | None, stop: bytes | None, reverse: bool,
-        merged: bool,
+        self, order: list[bytes], ordered_values: list[bytes], start: bytes | None, stop: bytes | None,
+        reverse: bool, merged: bool,
     ) -> Iterator[Clean]:
         """`chunks` for a reader that sees the whole table, from its complete points when the table holds no
         tombstone: every key's newest value is then exactly what such a reader sees, so each run is
-        `Clean`, its columns sliced from the keys in order and their values fetched in C, with no block
-        read or decoded. Run sizes as `_runs`' (`MERGED_FIRST_RUN` first when ``merged``, else one
-        block's worth, doubling up to `RUN`). A run's entries, for a merge round that sorts them, carry
-        the table's largest sequence number: above every older source's, below every newer one's, which is
-        all a merge compares."""
+        `Clean`, its columns sliced from the keys in order and their values (``ordered_values``), with no
+        block read or decoded and no dict probe. Run sizes as `_runs`' (`MERGED_FIRST_RUN` first when
+        ``merged``, else one block's worth, doubling up to `RUN`). A run's entries, for a merge round that
+        sorts them, carry the table's largest sequence number: above every older source's, below every
+        newer one's, which is all a merge compares."""
         lo = 0 if start is None else bisect_left(order, start)
         hi = len(order) if stop is None else bisect_left(order, stop)
         size = MERGED_FIRST_RUN if merged else max(1, self.properties.num_entries // self._num_blocks)
         negseq = -self.properties.max_seq
-        get = points.__getitem__
         while lo < hi:
             if reverse:
                 i, j = max(lo, hi - size), hi
@@ -429,7 +430,7 @@ class TableReader:
                 i, j = lo, min(hi, lo + size)
                 lo = j
             keys = order[i:j]
-            values = cast(list[bytes], list(map(get, keys)))  # no tombstone: no None
+            values = ordered_values[i:j]
             yield keys, values, partial(_entries_at, keys, negseq, values)
             size = min(2 * size, RUN)
 
