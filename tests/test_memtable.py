@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import random
+from itertools import chain
 
+from byrondbm.engine.iterators import newest
 from byrondbm.engine.memtable import CHUNK, Memtable
 from byrondbm.engine.records import MAX_SEQ
 
@@ -103,4 +105,98 @@ def test_scans_from_threads_while_a_writer_inserts():
     for t in threads:
         t.join()
     assert not errors, errors[0]
+    m._check()
+
+
+def _scan(m: Memtable, read_seq: int, reverse: bool = False, start: bytes | None = None, stop: bytes | None = None,
+          merged: bool = False) -> tuple[list[tuple[bytes, bytes]], list[object]]:
+    """The visible pairs of a scan of ``m`` at ``read_seq`` and its runs' entries parts (list or callable)."""
+    runs = list(m.chunks(start, stop, reverse, -read_seq, merged=merged))
+    pairs = list(chain.from_iterable(newest(runs, -read_seq, reverse)))
+    return pairs, [run[2] for run in runs if run.__class__ is tuple]
+
+
+def test_columns_serve_scans_once_built_and_a_write_makes_them_stale():
+    m = Memtable(1)
+    keys = [b"%05d" % i for i in range(0, 3000, 3)]
+    for seq, key in enumerate(random.Random(5).sample(keys, len(keys)), 1):
+        m.put((key, -seq, b"v" + key), False)
+    model = {k: b"v" + k for k in keys}
+    pairs, parts = _scan(m, 1000)  # read run by run: enough to make building the columns worth it
+    assert pairs == sorted(model.items()) and all(p.__class__ is list for p in parts)
+    for reverse, start, stop, merged in [(False, None, None, False), (True, None, None, True),
+                                         (False, b"00100", b"01000", True), (True, b"00100", b"01000", False)]:
+        pairs, parts = _scan(m, 1000, reverse, start, stop, merged)
+        want = [p for p in sorted(model.items()) if (start is None or p[0] >= start) and (stop is None or p[0] < stop)]
+        assert pairs == (want[::-1] if reverse else want)
+        assert parts and all(callable(p) for p in parts)  # from the columns: sliced, no dict probe a key
+        first = parts[0]()  # type: ignore[operator]  # the first run yielded: the top of the range in reverse
+        assert first == [(k, -_seq_of(m, k), v) for k, v in (want[-len(first):] if reverse else want[: len(first)])]
+    m._check()
+    # A reader older than some entry of the columns reads the map, and filters by sequence number.
+    older = _scan(m, 500)[0]
+    assert older == sorted((k, v) for k, v in model.items() if _seq_of(m, k) <= 500)
+    # A write leaves the columns stale: the next scan reads the map, and sees it.
+    m.put((b"00001", -1001, b"new"), False)
+    model[b"00001"] = b"new"
+    pairs, parts = _scan(m, 1001)
+    assert pairs == sorted(model.items()) and all(p.__class__ is list for p in parts)
+    # A tombstone keeps them from being built at all; scans stay right.
+    m.put((b"00003", -1002, None), False)
+    del model[b"00003"]
+    for _ in range(3):
+        pairs, parts = _scan(m, 1002)
+        assert pairs == sorted(model.items()) and not any(callable(p) for p in parts)
+    m._check()
+
+
+def _seq_of(m: Memtable, key: bytes) -> int:
+    e = m.newest(key)
+    assert e is not None
+    return -e[1]
+
+
+def test_scans_at_their_sequence_number_while_writes_come_in_bursts():
+    """Columns are built in the pauses between bursts and go stale in the middle of scans: every scan must
+    see exactly the keys written up to its sequence number."""
+    import threading
+    import time
+
+    m = Memtable(1)
+    written: list[bytes] = []  # key of sequence number i + 1
+    for i in range(1500):
+        written.append(b"%06d" % (7 * i % 10007))
+        m.put((written[-1], -(i + 1), b"v%d" % i), False)
+    published = [len(written)]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    built = [0]
+
+    def scanner(reverse: bool) -> None:
+        try:
+            while not stop.is_set():
+                seq = published[0]
+                pairs, parts = _scan(m, seq, reverse, merged=reverse)
+                want = sorted((written[i], b"v%d" % i) for i in range(seq))
+                assert pairs == (want[::-1] if reverse else want), seq
+                built[0] += any(callable(p) for p in parts)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=scanner, args=(r,)) for r in (False, True, False)]
+    for t in threads:
+        t.start()
+    rnd = random.Random(9)
+    for burst in range(60):
+        for _ in range(rnd.randrange(1, 40)):
+            i = len(written)
+            written.append(b"%06d" % (7 * i % 10007))
+            m.put((written[-1], -(i + 1), b"v%d" % i), False)
+            published[0] = i + 1  # as the engine: a write is published once stored
+        time.sleep(rnd.choice([0, 0.001, 0.01]))
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert built[0], "no scan used the columns: the test did not test them"
     m._check()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from itertools import chain
 from typing import Optional, Protocol, Tuple, TypeVar, Union, cast, overload
 
@@ -59,6 +60,29 @@ class Source(Protocol):
     def chunks(
         self, start: Optional[bytes], stop: Optional[bytes], reverse: bool, read_negseq: int, *, merged: bool = False
     ) -> Iterator[Union[Run, Clean]]: ...
+
+
+def column_runs(
+    keys: Sequence[bytes], values: Sequence[bytes], entries: Callable[[int, int], Run], start: Optional[bytes],
+    stop: Optional[bytes], reverse: bool, first: int, longest: int,
+) -> Iterator[Clean]:
+    """The `Clean` runs of ``[start, stop)`` of a source held as columns: ``keys`` ascending, one version a
+    key, ``values[i]`` the value of ``keys[i]``, all visible to the reader and none a tombstone (the
+    caller's to know); ``entries(i, j)`` makes the entries of ``keys[i:j]`` for a merge round that sorts
+    them. The first run holds ``first`` keys, each later one twice as many as the one before, up to
+    ``longest``. Cost: one bisection an end, then two slices a run, in C."""
+    lo = 0 if start is None else bisect_left(keys, start)
+    hi = len(keys) if stop is None else bisect_left(keys, stop)
+    size = first
+    while lo < hi:
+        if reverse:
+            i, j = max(lo, hi - size), hi
+            hi = i
+        else:
+            i, j = lo, min(hi, lo + size)
+            lo = j
+        yield keys[i:j], values[i:j], partial(entries, i, j)
+        size = min(2 * size, longest)
 
 
 def concat(openers: Iterable[Callable[[], Iterator[C]]]) -> Iterator[C]:
@@ -104,7 +128,7 @@ def merge_runs(
         # round never reads further.
         for x in live:
             if x[0] is None:
-                run = next((r for r in x[3] if r), None)
+                run = next(filter(None, x[3]), None)  # the next non-empty run
                 if run.__class__ is tuple:
                     x[0], x[1], x[2], x[4] = run[2], 0, len(run[0]), run  # type: ignore[index]
                 else:

@@ -14,6 +14,11 @@ each other. Only a fold changes the `SortedList`, and folds and chunk reads hold
 so a scan never blocks writers. Reading the dict and ``new_keys`` while a put changes them is safe (each
 read is one atomic operation under the GIL).
 
+Scans that read it often while it does not change (a read-mostly memtable, an immutable one) make it
+build *columns*: its keys in order, their values and entries, as lists (24 bytes a key), so that a run is
+two slices instead of a bisection of the `SortedList`, a dict probe a key and checks; a write makes them
+stale (`_columns_if_due`).
+
 It also carries what an exact, cheap ``len()`` needs: ``live`` counts its keys whose newest entry is a
 value, and ``new_keys`` lists its keys in first-insertion order; the engine resolves, once per key, whether
 the key was live in the state below this memtable (``prior_live``). The state below a memtable never
@@ -24,22 +29,32 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import chain, islice
+from functools import partial
+from itertools import chain
 from operator import itemgetter
-from typing import Union, overload
+from typing import List, Tuple, Union, overload
 
 from sortedcontainers import SortedList
 
-from .iterators import Clean
+from .iterators import Clean, column_runs
 from .records import Entry
 
 CHUNK = 512
 FIRST_CHUNK = 32
+COLUMNS_AFTER = 0.25
+"""`Memtable._columns_if_due`: scans build the columns once their runs have read this share of the keys."""
 ENTRY_OVERHEAD = 48  # bytes charged per entry on top of key and value, so tiny entries still fill it
 
 Versions = Union[Entry, list]
+Columns = Tuple[int, List[bytes], List[bytes], List[Entry], int]
+"""A memtable's keys in order, their values and their entries, built when ``entries`` had the first
+value, and the smallest negseq of those entries (its newest)."""
 _NEGSEQ = itemgetter(1)
 _VALUE = itemgetter(2)
+
+
+def _between(entries: List[Entry], i: int, j: int) -> List[Entry]:
+    return entries[i:j]
 
 
 class Memtable:
@@ -63,6 +78,8 @@ class Memtable:
         self.max_seq = 0
         """Highest sequence number written here: set when the memtable stops changing (rotation, replay)."""
         self.one_version = True  # no key holds a list of versions (nothing for a flush to drop)
+        self._columns: Columns | None = None
+        self._scanned = [-1, 0]  # [entries when counting began, keys scans read since by the general path]
 
     def __len__(self) -> int:
         """Number of distinct keys."""
@@ -82,7 +99,6 @@ class Memtable:
         key, _, value = entry
         m = self._map
         old = m.get(key)
-        self.entries += 1
         if old is None:
             m[key] = entry
             self.new_keys.append(key)
@@ -91,6 +107,7 @@ class Memtable:
             else:
                 self.live += 1
                 self.size += len(key) + len(value) + ENTRY_OVERHEAD
+            self.entries += 1  # last, here and below: `_columns_if_due` relies on it
             return
         if type(old) is list:
             was_live = old[-1][2] is not None
@@ -107,6 +124,7 @@ class Memtable:
                 m[key] = entry
         self.live += (value is not None) - was_live
         self.size += len(key) + (len(value) if value is not None else 0) + ENTRY_OVERHEAD
+        self.entries += 1
 
     def get(self, key: bytes, read_negseq: int) -> Entry | None:
         """Newest entry of ``key`` with ``negseq >= read_negseq`` (seq at or below the reader's), or None."""
@@ -162,14 +180,25 @@ class Memtable:
         of up to `FIRST_CHUNK` keys, then of four times more each run up to `CHUNK` (a short scan copies
         little, a long one re-seeks seldom); each run in entry order, the runs upwards, or downwards when
         ``reverse``. With ``read_negseq``, a run of keys with one entry each, none a tombstone and none newer
-        than that reader, comes as `Clean` ``(keys, values, entries)`` (checked by two C passes). ``merged`` is
-        accepted for the protocol (the runs are the same).
+        than that reader, comes as `Clean` ``(keys, values, entries)`` (checked by two C passes); and once the
+        memtable has current columns (`_columns_if_due`) that the reader sees whole, every run comes sliced
+        from them (`column_runs`). ``merged`` is accepted for the protocol (the runs are the same).
 
         Safe while writers insert: each run's keys are read after a fold, under the memtable's lock;
         every key written before the first run is seen, later ones may or may not be, so callers filter
         by sequence number. Cost: O(log n) a run to re-seek, then a C-level pass a key.
         """
+        if read_negseq is not None:
+            columns = self._columns
+            if columns is None or columns[0] != self.entries:
+                columns = self._columns_if_due()
+            if columns is not None and read_negseq <= columns[4]:
+                yield from column_runs(
+                    columns[1], columns[2], partial(_between, columns[3]), start, stop, reverse, FIRST_CHUNK, CHUNK
+                )
+                return
         get = self._map.get
+        scanned = self._scanned
         lo, lo_inclusive, hi = start, True, stop  # the keys not read yet: from lo up to hi (excluded)
         size = FIRST_CHUNK
         while True:
@@ -189,6 +218,8 @@ class Memtable:
                         run.append(e)  # type: ignore[arg-type]
                 found = run  # type: ignore[assignment]
             elif found and read_negseq is not None:
+                if scanned[0] == self.entries:
+                    scanned[1] += len(found)
                 values = list(map(_VALUE, found))  # type: ignore[arg-type]
                 if None not in values and min(map(_NEGSEQ, found)) >= read_negseq:  # type: ignore[arg-type]
                     yield keys, values, found  # type: ignore[misc]
@@ -202,6 +233,36 @@ class Memtable:
             else:
                 lo, lo_inclusive = keys[-1], False
             size = min(4 * size, CHUNK)
+
+    def _columns_if_due(self) -> Columns | None:
+        """The memtable as columns for scans (`Columns`), built once scans have read `COLUMNS_AFTER` times
+        its keys run by run since its last write (so the O(keys) build costs at most that share of the
+        work it saves: a later scan's run is two slices, with no dict probe), and only when every key has
+        one entry and none is a tombstone; else None (and the count starts again).
+
+        They stay right while ``entries`` is unchanged: `put` counts a write after storing it, so a write
+        counted later than the count read here, before the build, leaves them stale, and a write counted
+        before it was stored before the build read the keys. A scan takes them only if its reader sees
+        every entry in them; a write after the scan's pin is newer than its reader anyway."""
+        self._columns = None  # stale: what it holds would otherwise outlive the writes that replaced it
+        entries = self.entries
+        scanned = self._scanned
+        if scanned[0] != entries:
+            scanned[0], scanned[1] = entries, 0
+            return None
+        if scanned[1] < COLUMNS_AFTER * len(self._map):
+            return None
+        scanned[1] = 0
+        with self._fold_lock:
+            keys = list(self._fold())
+        found = list(map(self._map.get, keys))
+        if list in map(type, found):
+            return None
+        values = list(map(_VALUE, found))  # type: ignore[arg-type]
+        if None in values or self.entries != entries:
+            return None
+        columns = self._columns = (entries, keys, values, found, min(map(_NEGSEQ, found), default=0))  # type: ignore[arg-type, assignment]
+        return columns  # type: ignore[return-value]
 
     def sorted_keys(self) -> SortedList:
         """Every key, sorted (for a flush: the memtable no longer changes then). Cost: one fold."""
@@ -279,3 +340,9 @@ class Memtable:
         assert 0 <= self.resolved <= len(self.new_keys)
         if self.one_version:
             assert not any(type(e) is list for e in self._map.values())
+        columns = self._columns
+        if columns is not None and columns[0] == self.entries:  # current: exactly the map, in order
+            entries, keys, values, found, newest_negseq = columns
+            assert keys == list(self._keys) and found == [self._map[k] for k in keys]
+            assert values == [e[2] for e in found] and None not in values
+            assert newest_negseq == min((e[1] for e in found), default=0)

@@ -30,7 +30,7 @@ from itertools import chain, pairwise, repeat
 from zlib import crc32
 
 from ...errors import CorruptionError, error
-from ..iterators import Clean
+from ..iterators import Clean, column_runs
 from ..records import Entry
 from .block import (
     MISSED_HINT,
@@ -101,8 +101,8 @@ def _entries_of(parts: list) -> list[Entry]:
     return list(chain.from_iterable([p if p.__class__ is list else p() for p in parts]))
 
 
-def _entries_at(keys: list[bytes], negseq: int, values: list[bytes]) -> list[Entry]:
-    return list(zip(keys, repeat(negseq), values))
+def _entries_between(keys: list[bytes], negseq: int, values: list[bytes], i: int, j: int) -> list[Entry]:
+    return list(zip(keys[i:j], repeat(negseq), values[i:j]))
 
 
 def _in_entries(entries: list[BlockEntry], key: bytes, read_negseq: int) -> BlockEntry | bool:
@@ -413,26 +413,14 @@ class TableReader:
     ) -> Iterator[Clean]:
         """`chunks` for a reader that sees the whole table, from its complete points when the table holds no
         tombstone: every key's newest value is then exactly what such a reader sees, so each run is
-        `Clean`, its columns sliced from the keys in order and their values (``ordered_values``), with no
-        block read or decoded and no dict probe. Run sizes as `_runs`' (`MERGED_FIRST_RUN` first when
-        ``merged``, else one block's worth, doubling up to `RUN`). A run's entries, for a merge round that
-        sorts them, carry the table's largest sequence number: above every older source's, below every
-        newer one's, which is all a merge compares."""
-        lo = 0 if start is None else bisect_left(order, start)
-        hi = len(order) if stop is None else bisect_left(order, stop)
-        size = MERGED_FIRST_RUN if merged else max(1, self.properties.num_entries // self._num_blocks)
-        negseq = -self.properties.max_seq
-        while lo < hi:
-            if reverse:
-                i, j = max(lo, hi - size), hi
-                hi = i
-            else:
-                i, j = lo, min(hi, lo + size)
-                lo = j
-            keys = order[i:j]
-            values = ordered_values[i:j]
-            yield keys, values, partial(_entries_at, keys, negseq, values)
-            size = min(2 * size, RUN)
+        `Clean`, sliced from the keys in order and their values (`column_runs`), with no block read or
+        decoded and no dict probe. Run sizes as `_runs`' (`MERGED_FIRST_RUN` first when ``merged``, else
+        one block's worth, doubling up to `RUN`). A run's entries, for a merge round that sorts them, carry
+        the table's largest sequence number: above every older source's, below every newer one's, which is
+        all a merge compares."""
+        first = MERGED_FIRST_RUN if merged else max(1, self.properties.num_entries // self._num_blocks)
+        entries = partial(_entries_between, order, -self.properties.max_seq, ordered_values)
+        return column_runs(order, ordered_values, entries, start, stop, reverse, first, RUN)
 
     def _runs(
         self, start: bytes | None, stop: bytes | None, reverse: bool, fill: bool, read_seq: int, merged: bool
