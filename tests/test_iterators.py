@@ -124,22 +124,27 @@ def test_merge_runs_is_a_sort_of_every_entry(seed):
     assert [e for chunk in merged for e in chunk] == sorted(e for s in sources for e in s)
 
 
-def _as_clean_runs(rnd: random.Random, entries: list, read: int) -> list:
-    """``entries`` cut into forward runs, those clean for ``read`` as `Clean` ``(keys, values, entries)``
-    (the entries sometimes as a callable, as a table gives them), the others as lists."""
+def _as_clean_runs(rnd: random.Random, entries: list, read: int, reverse: bool = False) -> list:
+    """``entries`` cut into runs in the stream's order, those clean for ``read`` as `Clean` ``(keys, values,
+    entries)`` (the entries sometimes as a callable, as a table gives them), the others as lists. Reverse,
+    a run whose first key continues from the run below is not clean (what `merge_runs` asks of sources)."""
     out = []
+    below: list = []
     for run in _chunked(rnd, entries):
         keys = [e[0] for e in run]
         clean = run and all(e[2] is not None and -e[1] <= read for e in run) and len(set(keys)) == len(keys)
+        if reverse and run and below and below[-1][0] == run[0][0]:
+            clean = False
+        below = run or below
         if not clean:
             out.append(run)
         else:
             out.append((keys, [e[2] for e in run], run if rnd.random() < 0.5 else (lambda run=run: run)))
-    return out
+    return out[::-1] if reverse else out
 
 
 @pytest.mark.parametrize("seed", range(80))
-def test_forward_merge_of_clean_runs_resolves_rounds_to_the_reference(seed):
+def test_merge_of_clean_runs_resolves_rounds_to_the_reference_both_ways(seed):
     """Sources newest first, each source's versions older than those of every source before it (the LSM
     invariant), some runs clean: merged rounds come out as resolved columns or sorted entries, and
     `newest` of them equals the reference, a key's versions cut across runs and sources included."""
@@ -158,9 +163,10 @@ def test_forward_merge_of_clean_runs_resolves_rounds_to_the_reference(seed):
     resolved = 0
     for read in [seq // 3, seq]:
         want = _reference(sources, read)
-        merged = list(merge_runs([iter(_as_clean_runs(rnd, s, read)) for s in sources]))
-        resolved += sum(type(r) is tuple for r in merged)
-        got = [p for part in newest(merged, -read) for p in part]
-        assert got == want, read
+        for reverse in (False, True):
+            merged = list(merge_runs([iter(_as_clean_runs(rnd, s, read, reverse)) for s in sources], reverse))
+            resolved += sum(type(r) is tuple for r in merged)
+            got = [p for part in newest(merged, -read, reverse) for p in part]
+            assert got == (want[::-1] if reverse else want), (read, reverse)
     if seed == 0:
         assert resolved  # the resolved path is exercised

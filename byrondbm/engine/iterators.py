@@ -113,12 +113,16 @@ def merge_runs(
     (the C sort merges the runs); at least one source's run is used up each round. Once one source is
     left its runs pass through untouched.
 
-    Forward, a round whose runs are all `Clean` is resolved instead of sorted: its bound is a key, so every
-    version of a key it holds, from every source, is in the round; a dict fed from the oldest source to the
-    newest keeps each key's newest version (a newer source holds newer versions: the LSM invariant), and
-    the round comes out as `Columns` (a single contributing run as its slices, with no dict). A key may
-    still continue into a later run of the same source (older versions in a table's next block): `newest`
-    drops it there. Sources must be given newest first.
+    A round whose runs are all `Clean` is resolved instead of sorted: its bound is a key, so every version
+    of a key it holds, from every source's current run, is in the round; a dict fed from the oldest source
+    to the newest keeps each key's newest version (a newer source holds newer versions: the LSM
+    invariant), and the round comes out as `Columns` (a single contributing run as its slices, with no
+    dict). Forward, a key may still continue into a later run of the same source (older versions in a
+    table's next block): `newest` drops it there. Reverse, a later run would bring *newer* versions, which
+    `newest` would take over the round's choice, possibly another source's newer still: so a source's
+    clean run, in a reverse stream, must hold every version of its lowest key that the source's next
+    runs would (`TableReader.chunks` does not call clean a block part whose first key continues from the
+    block below). Sources must be given newest first.
     Cost: O(k) Python steps a round for k sources, O(log k) C comparisons an entry. Sequence numbers are
     unique, so no two entries compare equal and values are never compared.
     """
@@ -136,33 +140,16 @@ def merge_runs(
         live = [x for x in live if x[0] is not None]
         if len(live) < 2:
             break
-        if not reverse and all([x[4] is not None for x in live]):
-            yield _resolved_round(live)
+        if all([x[4] is not None for x in live]):
+            yield _resolved_round(live, reverse)
             continue
         for x in live:
             if x[0].__class__ is not list:  # a clean run's entries not read yet
                 x[0] = x[0]()
+        runs = [x[0] for x in live]
         batch: Run = []
-        if reverse:
-            bound = max([x[0][x[1]] for x in live])
-            for x in live:
-                run, lo, hi = x[0], x[1], x[2]
-                cut = bisect_left(run, bound, lo, hi)
-                batch += run[cut:hi] if cut or hi < len(run) else run
-                if cut == lo:
-                    x[0] = None
-                else:
-                    x[2] = cut
-        else:
-            bound = min([x[0][x[2] - 1] for x in live])
-            for x in live:
-                run, lo, hi = x[0], x[1], x[2]
-                cut = bisect_right(run, bound, lo, hi)
-                batch += run[lo:cut] if lo or cut < len(run) else run
-                if cut == hi:
-                    x[0] = None
-                else:
-                    x[1] = cut
+        for run, (i, j) in zip(runs, _cut(live, runs, reverse)):
+            batch += run[i:j] if i or j < len(run) else run
         batch.sort()
         yield batch
     if live:
@@ -174,26 +161,39 @@ def merge_runs(
         yield from it
 
 
-def _resolved_round(live: list[list]) -> Columns:
-    """One forward round of `merge_runs` over clean runs only (``live`` newest source first): the pairs
-    up to the smallest last key, each key's from its newest source. Cost: C passes (bisect, slices,
-    ``dict.update``, one sort of the keys)."""
-    bound = min([x[4][0][x[2] - 1] for x in live])
-    parts = []
-    for x in reversed(live):  # oldest source first: a newer source's version overwrites an older one's
-        keys, values = x[4][0], x[4][1]
+def _cut(live: list[list], items: list[Sequence], reverse: bool) -> list[tuple[int, int]]:
+    """One round's cut of the sources' current runs (``items[k]``: source k's entries, or its keys, from
+    ``live[k]``'s lo to hi): the bound is the end nearest the stream's start (forward: the smallest last
+    item; reverse: the largest first one), and each source gives the slice ``(i, j)`` on the near side of
+    it. What is left stays for the next round; a run used up is marked (None) for a refill."""
+    if reverse:
+        bound = max([s[x[1]] for x, s in zip(live, items)])
+    else:
+        bound = min([s[x[2] - 1] for x, s in zip(live, items)])
+    cut_at = bisect_left if reverse else bisect_right
+    taken = []
+    for x, s in zip(live, items):
         lo, hi = x[1], x[2]
-        cut = bisect_right(keys, bound, lo, hi)
-        if cut > lo:
-            parts.append((keys[lo:cut], values[lo:cut]) if lo or cut < len(keys) else (keys, values))
-        if cut == hi:
+        cut = cut_at(s, bound, lo, hi)
+        taken.append((cut, hi) if reverse else (lo, cut))
+        if cut == (lo if reverse else hi):
             x[0] = None
         else:
-            x[1] = cut
+            x[2 if reverse else 1] = cut
+    return taken
+
+
+def _resolved_round(live: list[list], reverse: bool) -> Columns:
+    """One round of `merge_runs` over clean runs only (``live`` newest source first), cut by key: the pairs
+    on the near side of the bound, each key's from its newest source. Cost: C passes (bisect, slices,
+    ``dict.update``, one sort of the keys)."""
+    columns = [x[4] for x in live]
+    taken = _cut(live, [c[0] for c in columns], reverse)
+    parts = [(k[i:j], v[i:j]) if i or j < len(k) else (k, v) for (k, v, _), (i, j) in zip(columns, taken) if i < j]
     if len(parts) == 1:
         return parts[0]
     merged: dict[bytes, bytes] = {}
-    for keys, values in parts:
+    for keys, values in reversed(parts):  # oldest source first: a newer source's version overwrites
         merged.update(zip(keys, values))
     out = sorted(merged)
     return out, list(map(merged.__getitem__, out))

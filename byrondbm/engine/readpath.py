@@ -92,9 +92,7 @@ def pairs(
     found = sources(v, start, stop)
     if len(found) == 1:
         return newest(found[0].chunks(start, stop, reverse, read_negseq), read_negseq, reverse)
-    # Forward, clean runs let a merge round resolve its pairs in C; reverse rounds always sort entries.
-    clean_for = None if reverse else read_negseq
-    runs = [s.chunks(start, stop, reverse, clean_for, merged=True) for s in found]  # type: ignore[call-overload]
+    runs = [s.chunks(start, stop, reverse, read_negseq, merged=True) for s in found]
     return newest(merge_runs(runs, reverse), read_negseq, reverse)
 
 

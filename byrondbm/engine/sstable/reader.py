@@ -429,9 +429,12 @@ class TableReader:
         columns: list[tuple[Sequence[bytes], Sequence[bytes]]] = []  # their keys and values, if clean
         held = 0  # entries in parts
         target = MERGED_FIRST_RUN if merged else 0  # entries the next run reaches before it is yielded
-        for (entries, has_large, keys, values, clean_seq), i, j in self._spans(start, stop, reverse, fill):
+        last_keys = self._last_keys
+        for (entries, has_large, keys, values, clean_seq), b, i, j in self._spans(start, stop, reverse, fill):
             whole = i == 0 and j == len(keys)
-            clean = clean_seq <= read_seq  # values then hold bytes alone
+            # Clean: values hold bytes alone. Reverse, not a part whose first key continues from the block
+            # below (whose next run then brings newer versions of it: merge_runs).
+            clean = clean_seq <= read_seq and not (reverse and i == 0 and b and last_keys[b - 1] == keys[0])
             # A run is clean or not as a whole, and a clean one holds one version a key: a key whose
             # versions continue from the last part starts a new run.
             if parts and (
@@ -464,10 +467,10 @@ class TableReader:
 
     def _spans(
         self, start: bytes | None, stop: bytes | None, reverse: bool, fill: bool
-    ) -> Iterator[tuple[DecodedBlock, int, int]]:
-        """The data blocks that hold keys of ``[start, stop)``, in the stream's order, decoded, each with the
-        bounds ``i < j`` of its entries (keys) in range. Cost: one bisect of the index, then one of each end
-        block."""
+    ) -> Iterator[tuple[DecodedBlock, int, int, int]]:
+        """The data blocks that hold keys of ``[start, stop)``, in the stream's order, decoded, each with its
+        number and the bounds ``i < j`` of its entries (keys) in range. Cost: one bisect of the index, then
+        one of each end block."""
         last_keys, n = self._last_keys, self._num_blocks
         if not reverse:
             b = 0 if start is None else bisect_left(last_keys, start)
@@ -477,7 +480,7 @@ class TableReader:
                 i = 0 if start is None else bisect_left(keys, start)
                 j = len(keys) if stop is None or last_keys[b] < stop else bisect_left(keys, stop)
                 if i < j:
-                    yield block, i, j
+                    yield block, b, i, j
                 if j < len(keys):
                     return
                 start = None
@@ -490,7 +493,7 @@ class TableReader:
             i = 0 if start is None else bisect_left(keys, start)
             j = len(keys) if stop is None else bisect_left(keys, stop)
             if i < j:
-                yield block, i, j
+                yield block, b, i, j
             if i > 0:
                 return
             stop = None
