@@ -57,6 +57,24 @@ def test_zero_capacity_and_oversized_blocks_are_not_cached() -> None:
     assert small.get(k(1, 1)) is None and small.get(k(1, 0)) == "kept"
 
 
+def test_a_full_cache_admits_a_block_read_twice_in_a_while() -> None:
+    cache = BlockCache(100)
+    for i in range(4):
+        cache.admit(k(1, i), i, 25)  # room: cached at once
+    assert len(cache) == 4 and cache.charge == 100
+    cache.admit(k(2, 0), "once", 25)  # full: only remembered
+    assert cache.get(k(2, 0)) is None and len(cache) == 4
+    cache.admit(k(2, 0), "twice", 25)  # read again soon: cached, evicting one
+    assert cache.get(k(2, 0)) == "twice" and len(cache) == 4 and cache.charge == 100
+    for i in range(1, 10):  # as many refusals as the cache holds blocks push the oldest out of memory
+        cache.admit(k(3, i), i, 25)
+    cache.admit(k(3, 1), "again, but too late", 25)
+    assert cache.get(k(3, 1)) is None
+    cache.admit(k(3, 9), "again, in time", 25)
+    assert cache.get(k(3, 9)) == "again, in time"
+    cache._check()
+
+
 def test_evict_table() -> None:
     cache = BlockCache(1000)
     for table in (1, 2, 3):

@@ -70,6 +70,7 @@ class BlockCache:
         """`grow` and `add_if_room` keep the total charge at or below this."""
         self._map: OrderedDict[int, tuple[object, int]] = OrderedDict()
         self._used: set[int] = set()
+        self._refused: OrderedDict[int, None] = OrderedDict()  # `admit`'s keys of blocks refused, oldest first
         self._lock = threading.Lock()
         self.peek = self._map.get
         """``peek(key)``: ``(block, charge)``, or None; neither counted nor marked used."""
@@ -123,6 +124,26 @@ class BlockCache:
             cached[key] = (block, charge)
             if len(used) > len(cached):  # marks of blocks evicted while in use
                 used.intersection_update(cached)
+
+    def admit(self, key: int, block: object, charge: int) -> None:
+        """`put` for a block a point lookup read from the file, which pays off only if the block is read
+        again before it is evicted: cached at once while that evicts nothing; else only if its key was
+        refused recently (the keys of about as many refused blocks as the cache holds are remembered),
+        and otherwise just remembered. Under uniform random gets over a database many times the cache's
+        size, where a block is read again seldom, caching every block read would trade an eviction for an
+        insertion at each get (~5 µs of cold memory in Python) for hits that seldom come; a block read
+        twice within that window is cached (TinyLFU's "doorkeeper", simplified)."""
+        if self.charge + charge > self.capacity:
+            with self._lock:
+                refused = self._refused
+                if key in refused:  # refused recently: read twice, so cached now
+                    del refused[key]
+                else:
+                    refused[key] = None
+                    if len(refused) > len(self._map):
+                        refused.popitem(last=False)
+                    return
+        self.put(key, block, charge)
 
     def has_room(self, extra: int) -> bool:
         """Whether `grow` or `add_if_room` would take ``extra`` more (a hint: no lock)."""

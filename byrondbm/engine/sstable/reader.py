@@ -559,8 +559,9 @@ class TableReader:
         """Read and verify data block ``b`` (uncompressed contents + trailer) and cache it for point lookups:
         gathered into the table's `TablePoints` while the cache has room for it, else as its bytes (~1.05 ×
         the block in memory, where gathered it takes ~1.7 × and decoded entries 1.1–6 ×; `_promote`
-        gathers it on a later use if room appears). The common case of `read_data_block` inlined: a block
-        stored raw, read whole by one pread. Returns the bytes."""
+        gathers it on a later use if room appears) if the cache admits it (`BlockCache.admit`: a full cache
+        takes a block read twice in a while). The common case of `read_data_block` inlined: a block stored
+        raw, read whole by one pread. Returns the bytes."""
         if self._closed:
             raise error(f"table {self.path} is closed")
         size = self._sizes[b]
@@ -572,7 +573,7 @@ class TableReader:
         ):  # compressed, damaged, or a short read
             raw = unpack_data_block(raw, size, self.path) if len(raw) == size + TRAILER_SIZE else self._read_data(b)
         if not self._gather(b, raw):
-            self._cache.put(self._cache_base + b, raw, raw_charge(len(raw)))
+            self._cache.admit(self._cache_base + b, raw, raw_charge(len(raw)))
         return raw
 
     def _read_data(self, b: int) -> bytes:
