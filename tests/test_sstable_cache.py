@@ -66,12 +66,12 @@ def test_a_full_cache_admits_a_block_read_twice_in_a_while() -> None:
     assert cache.get(k(2, 0)) is None and len(cache) == 4
     cache.admit(k(2, 0), "twice", 25)  # read again soon: cached, evicting one
     assert cache.get(k(2, 0)) == "twice" and len(cache) == 4 and cache.charge == 100
-    for i in range(1, 10):  # as many refusals as the cache holds blocks push the oldest out of memory
+    for i in range(1, 21):  # two cachefuls of refusals and more push the oldest out of memory
         cache.admit(k(3, i), i, 25)
     cache.admit(k(3, 1), "again, but too late", 25)
     assert cache.get(k(3, 1)) is None
-    cache.admit(k(3, 9), "again, in time", 25)
-    assert cache.get(k(3, 9)) == "again, in time"
+    cache.admit(k(3, 20), "again, in time", 25)
+    assert cache.get(k(3, 20)) == "again, in time"
     cache._check()
 
 

@@ -70,7 +70,7 @@ class BlockCache:
         """`grow` and `add_if_room` keep the total charge at or below this."""
         self._map: OrderedDict[int, tuple[object, int]] = OrderedDict()
         self._used: set[int] = set()
-        self._refused: OrderedDict[int, None] = OrderedDict()  # `admit`'s keys of blocks refused, oldest first
+        self._refused: tuple[set[int], set[int]] = (set(), set())  # `admit`'s keys refused: newer, older
         self._lock = threading.Lock()
         self.peek = self._map.get
         """``peek(key)``: ``(block, charge)``, or None; neither counted nor marked used."""
@@ -128,21 +128,19 @@ class BlockCache:
     def admit(self, key: int, block: object, charge: int) -> None:
         """`put` for a block a point lookup read from the file, which pays off only if the block is read
         again before it is evicted: cached at once while that evicts nothing; else only if its key was
-        refused recently (the keys of about as many refused blocks as the cache holds are remembered),
-        and otherwise just remembered. Under uniform random gets over a database many times the cache's
-        size, where a block is read again seldom, caching every block read would trade an eviction for an
-        insertion at each get (~5 µs of cold memory in Python) for hits that seldom come; a block read
-        twice within that window is cached (TinyLFU's "doorkeeper", simplified)."""
+        refused recently (the keys of the last one to two cachefuls of refused blocks are remembered, in two
+        sets: filling the newer one retires the older), and otherwise just remembered. Under uniform random
+        gets over a database many times the cache's size, where a block is read again seldom, caching every
+        block read would trade an eviction for an insertion at each get (~5 µs of cold memory in Python)
+        for hits that seldom come; a block read twice within that window is cached (TinyLFU's "doorkeeper",
+        simplified). No lock: a refusal lost to a race costs one more read."""
         if self.charge + charge > self.capacity:
-            with self._lock:
-                refused = self._refused
-                if key in refused:  # refused recently: read twice, so cached now
-                    del refused[key]
-                else:
-                    refused[key] = None
-                    if len(refused) > len(self._map):
-                        refused.popitem(last=False)
-                    return
+            newer, older = self._refused
+            if key not in newer and key not in older:
+                newer.add(key)
+                if len(newer) > len(self._map):
+                    self._refused = (set(), newer)
+                return
         self.put(key, block, charge)
 
     def has_room(self, extra: int) -> bool:
