@@ -236,13 +236,13 @@ class Memtable:
 
     def _columns_if_due(self) -> Columns | None:
         """The memtable as columns for scans (`Columns`), built once scans have read `COLUMNS_AFTER` times
-        its keys run by run since its last write (so the O(keys) build costs at most that share of the
-        work it saves: a later scan's run is two slices, with no dict probe), and only when every key has
-        one entry and none is a tombstone; else None (and the count starts again).
+        its keys run by run since its last write (the build, a few C passes over the keys, then costs less
+        than the scanning that asked for it; a later scan's run is two slices, with no dict probe), and
+        only when every key has one entry and none is a tombstone; else None (and the count starts again).
 
         They stay right while ``entries`` is unchanged: `put` counts a write after storing it, so a write
-        counted later than the count read here, before the build, leaves them stale, and a write counted
-        before it was stored before the build read the keys. A scan takes them only if its reader sees
+        counted after the count is read here (before the build) leaves them stale, and a write counted
+        before it was stored before the build read the map. A scan takes them only if its reader sees
         every entry in them; a write after the scan's pin is newer than its reader anyway."""
         self._columns = None  # stale: what it holds would otherwise outlive the writes that replaced it
         entries = self.entries
@@ -253,6 +253,8 @@ class Memtable:
         if scanned[1] < COLUMNS_AFTER * len(self._map):
             return None
         scanned[1] = 0
+        if not self.one_version or self.live != len(self._map):  # versions kept, or a tombstone: none built
+            return None
         with self._fold_lock:
             keys = list(self._fold())
         found = list(map(self._map.get, keys))
