@@ -1,13 +1,16 @@
 """Table points (`TablePoints`): each key's newest value gathered block by block as lookups read the
 blocks; who may use them (a reader that sees the whole table; an older one reads the blocks), keys whose
-versions continue across blocks, and the cache's second-chance eviction and growth headroom that decide
-how much is held so."""
+versions continue across blocks, a lookup's group of blocks gathered by one read, and the cache's
+second-chance eviction and growth headroom that decide how much is held so."""
 
 from __future__ import annotations
 
 import random
+from bisect import bisect_left
 from itertools import islice
 from pathlib import Path
+
+import pytest
 
 import byrondbm
 from byrondbm.engine.sstable import BlockCache, TablePoints, TableProperties, TableReader, TableWriter, key_hashes
@@ -17,10 +20,10 @@ from byrondbm.options import Options
 LATEST = -((1 << 62) - 1)
 
 
-def table_of(tmp_path: Path, entries: list[tuple]) -> tuple[TableReader, TableProperties, BlockCache]:
+def table_of(tmp_path: Path, entries: list[tuple], **options: str) -> tuple[TableReader, TableProperties, BlockCache]:
     """A table of ``entries`` (entry order) in 512-byte blocks, open with a cache of its own."""
     path = tmp_path / "000001.sst"
-    writer = TableWriter(str(path), Options(block_size=512))
+    writer = TableWriter(str(path), Options(block_size=512, **options))  # type: ignore[arg-type]
     for e in entries:
         writer.add(*e)
     props = writer.finish()
@@ -249,4 +252,35 @@ def test_reverse_merges_of_clean_blocks_keep_a_key_continued_across_blocks_whole
                 if (start is None or k >= start) and (stop is None or k < stop)]
         assert got == want
     assert continued, "no block boundary splits a key the memtable holds: the test did not test it"
+    reader.close()
+
+
+def test_a_lookup_gathers_its_group_and_leaves_a_damaged_neighbour_to_its_own_read(tmp_path: Path) -> None:
+    from byrondbm.engine.sstable.reader import GATHER_GROUP
+    from byrondbm.errors import CorruptionError
+
+    rng = random.Random(6)
+    entries = [(b"k%05d" % i, -1, rng.randbytes(40)) for i in range(1000)]
+    reader, props, cache = table_of(tmp_path, entries, compression="none")  # values findable in the file
+    last_keys, points_key, _, _ = reader.point_parts()
+    assert props.num_data_blocks > 2 * GATHER_GROUP
+    group = [e for e in entries if e[0] <= last_keys[GATHER_GROUP - 1]]  # the entries of blocks 0..15
+    victim = group[len(group) // 2]  # a block in the middle of the group gets damaged
+    path = tmp_path / "000001.sst"
+    data = bytearray(path.read_bytes())
+    data[data.index(victim[2]) + 3] ^= 0x40
+    path.write_bytes(data)
+    damaged = bisect_left(last_keys, victim[0])
+    first = group[0][0]
+    assert reader.get(first, key_hashes(first), LATEST) == entries[0]
+    points = cache.peek(points_key)[0]  # type: ignore[index]
+    assert [b for b in range(props.num_data_blocks) if points.loaded[b]] == [
+        b for b in range(GATHER_GROUP) if b != damaged
+    ]  # one read gathered the group, all but the damaged block
+    assert {k: points[k] for k, _, _ in group if bisect_left(last_keys, k) != damaged} == {
+        k: v for k, _, v in group if bisect_left(last_keys, k) != damaged
+    }
+    with pytest.raises(CorruptionError):
+        reader.get(victim[0], key_hashes(victim[0]), LATEST)
+    points._check()
     reader.close()

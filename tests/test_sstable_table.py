@@ -26,6 +26,7 @@ from byrondbm.engine.sstable import (
 )
 from byrondbm.engine.sstable.cache import decoded_charge, point_charge, raw_charge
 from byrondbm.engine.sstable.format import FOOTER_SIZE, MAGIC
+from byrondbm.engine.sstable.reader import GATHER_GROUP
 from byrondbm.errors import CorruptionError, error
 from byrondbm.options import Options
 
@@ -209,13 +210,13 @@ def test_gets_agree_over_uncached_byte_cached_and_decoded_blocks(tmp_path: Path,
 def test_cache_holds_points_or_bytes_for_lookups_and_decoded_blocks_for_scans_and_seeks(tmp_path: Path) -> None:
     entries = [(b"%05d" % i, -1, b"v" * 50) for i in range(2000)]
     write_table(tmp_path / "t.sst", entries)
-    roomy = BlockCache(1 << 24)  # a lookup gathers its block into the table's points while there is room
+    roomy = BlockCache(1 << 24)  # a lookup gathers its block's group into the table's points while there is room
     reader = TableReader(str(tmp_path / "t.sst"), 1, roomy)
     assert reader.get(b"00100", key_hashes(b"00100"), LATEST) == entries[100]
     ((key, (points, charge)),) = roomy._map.items()
     _, points_key, _, _ = reader.point_parts()
     assert key == points_key and isinstance(points, TablePoints) and charge == roomy.charge
-    assert points[b"00100"] == b"v" * 50 and points.missing == reader.properties.num_data_blocks - 1
+    assert points[b"00100"] == b"v" * 50 and points.missing == reader.properties.num_data_blocks - GATHER_GROUP
     assert charge > point_charge(sum(len(k) + len(v) for k, v in points.items()), len(points))  # the contents and more
     reader.close()
     cache = BlockCache(raw_charge(4200))  # room for a block's bytes, not for its values

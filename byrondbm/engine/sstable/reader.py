@@ -3,11 +3,12 @@
 Opening reads and checks the footer, properties, index, filter and hash index and keeps them in memory
 (the last keys + ~12 bytes a block, bits_per_key/8 + 2..8 bytes a key). Data blocks are read with
 `os.pread` on demand, CRC-checked and decompressed if stored compressed (codec.py); a point lookup
-gathers the block into the table's `TablePoints` (points.py) while the cache has room, else caches the
-block's bytes, uncompressed (so a cached read pays no decompression), and decodes only the entry it
-returns (the hash index names its position in the block); an iterator decodes whole blocks and caches them
-decoded. A block's bytes in memory are its uncompressed contents followed by `TRAILER_SIZE` bytes (the
-trailer of a block stored raw, which so needs no copy): the contents' length is ``len(block) - TRAILER_SIZE``.
+gathers the block, with the other blocks of its group of 16 (one pread), into the table's `TablePoints`
+(points.py) while the cache has room, else caches the block's bytes, uncompressed (so a cached read pays
+no decompression), and decodes only the entry it returns (the hash index names its position in the
+block); an iterator decodes whole blocks and caches them decoded. A block's bytes in memory are its
+uncompressed contents followed by `TRAILER_SIZE` bytes (the trailer of a block stored raw, which so needs
+no copy): the contents' length is ``len(block) - TRAILER_SIZE``.
 
 The file descriptor lives as long as the reader: `close()` or, failing that, garbage collection closes it
 (`weakref.finalize`). The engine may unlink the file earlier; POSIX keeps it readable while open.
@@ -74,6 +75,12 @@ MERGED_FIRST_RUN = 32
 """Fewest entries the first run of a table has when it feeds a merge (if the table has them): a seek's
 first block part alone (half a block on average) would end the first round early, and a round costs
 more than reading a cached block."""
+
+
+GATHER_GROUP = 16
+"""Data blocks `TableReader._gather_group` reads and gathers together (aligned: blocks 16k to 16k + 15)."""
+GATHER_BYTES = 1 << 17
+"""Most bytes one such read takes (16 blocks of the default 4 KiB take ~66 KiB); past it, one block."""
 
 
 Entries = Union[list[Entry], Callable[[], list[Entry]]]
@@ -555,6 +562,44 @@ class TableReader:
             points.gather(b, values, self._last_keys[b - 1] if b else None)
         return True
 
+    def _gather_group(self, b: int) -> bytes | None:
+        """`_load_raw` while the cache has room to gather: the aligned group of `GATHER_GROUP` data blocks
+        around ``b`` read by one pread (at most `GATHER_BYTES`, and only while the cache has room for about
+        twice its bytes; else None, and ``b`` is read alone), each
+        block of it not gathered yet verified and gathered while there is room; block ``b``, also cached
+        as its bytes if it could not be gathered, is returned (its damage raises `CorruptionError`; a
+        damaged neighbour is left for a read that asks for it). A table read at random is so gathered in
+        a sixteenth of the slow lookups and preads: ~11 µs a block instead of ~25."""
+        first = b - b % GATHER_GROUP
+        end = min(first + GATHER_GROUP, self._num_blocks)
+        offsets, sizes = self._offsets, self._sizes
+        start = offsets[first]
+        span = offsets[end - 1] + sizes[end - 1] + TRAILER_SIZE - start
+        if span > GATHER_BYTES or not self._cache.has_room(2 * span):  # (gathered: ~1.7-1.9 x the bytes)
+            return None
+        data = os.pread(self._fd, span, start)
+        if len(data) != span:
+            return None  # a short read: `_read_data` tells it for block b
+        item = self._peek(self._points_key)
+        loaded = cast(TablePoints, item[0]).loaded if item is not None else bytes(self._num_blocks)
+        wanted = b""
+        for c in range(first, end):
+            if c != b and loaded[c]:
+                continue
+            at, size = offsets[c] - start, sizes[c]
+            try:
+                raw = unpack_data_block(data[at : at + size + TRAILER_SIZE], size, self.path)
+            except CorruptionError:
+                if c == b:
+                    raise
+                continue
+            gathered = self._gather(c, raw)
+            if c == b:
+                wanted = raw
+                if not gathered:
+                    self._cache.admit(self._cache_base + b, raw, raw_charge(len(raw)))
+        return wanted
+
     def _load_raw(self, b: int) -> bytes:
         """Read and verify data block ``b`` (uncompressed contents + trailer) and cache it for point lookups:
         gathered into the table's `TablePoints` while the cache has room for it, else as its bytes (~1.05 ×
@@ -564,6 +609,11 @@ class TableReader:
         raw, read whole by one pread. Returns the bytes."""
         if self._closed:
             raise error(f"table {self.path} is closed")
+        cache = self._cache
+        if cache.charge < cache.growth_limit:
+            grouped = self._gather_group(b)
+            if grouped is not None:
+                return grouped
         size = self._sizes[b]
         raw = os.pread(self._fd, size + TRAILER_SIZE, self._offsets[b])
         if (
