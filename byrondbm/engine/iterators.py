@@ -13,8 +13,9 @@ a table's block whose decoded summary says so, a memtable run checked in C), it 
 runs become pairs with ``zip``, and a merge round whose runs are all clean resolves them with a dict and
 a sort, with no Python step a pair either way.
 
-- `merge_runs`: several sources' runs -> one stream of sorted runs (forward or reverse), or, forward, of
-  `Columns` (resolved pairs) for the rounds whose runs are all clean.
+- `merge_runs`: several sources' runs -> one stream of sorted runs (forward or reverse), or of `Columns`
+  (resolved pairs) for the rounds whose runs are all clean.
+- `column_runs`: the `Clean` runs of a source held as sorted columns (a table's points, a memtable's).
 - `newest`: a stream of runs -> lists (or zips) of the visible ``(key, value)`` pairs in scan order:
   of each key the newest version at the reader's sequence number, tombstones hidden (docs/design.md,
   invariant 5). Its state carries a key's versions across runs.

@@ -7,8 +7,8 @@ reverse, through one pipeline (iterators.py's protocol):
    nothing is read yet. A level is one source whose tables are opened one by one as the scan reaches them.
 2. A source alone (after a compaction: one level) is passed through: its runs go straight to `newest`, and
    its clean runs come as columns that become pairs by ``zip`` alone. Several sources are merged
-   (`merge_runs`) a round at a time: forward, their clean runs (tables' clean blocks, checked memtable
-   runs) make rounds resolved in C; other rounds cut and sort entries.
+   (`merge_runs`) a round at a time: their clean runs (tables' clean blocks, checked memtable runs,
+   columns) make rounds resolved in C, both ways; other rounds cut and sort entries.
 3. `newest` keeps each key's newest version visible at the sequence number and drops tombstones; the
    pairs come out a list (or a zip) at a time, and ``itertools.chain`` hands them out one by one in C.
 
@@ -22,7 +22,7 @@ its call.
 Cost: a seek opens each source's first run (a memtable's first keys, one block of each table through
 the index and the block cache, or 32 entries or more when merged); a long scan pays O(log k) C comparisons
 an entry for k sources, and a Python step an entry only where entries need filtering (blocks that are not
-clean, or merge rounds holding such runs, and every reverse merge round).
+clean, or merge rounds holding such runs).
 """
 
 from __future__ import annotations

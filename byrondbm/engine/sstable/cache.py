@@ -3,7 +3,8 @@
 into its table's `TablePoints` (points.py; a dict of its keys' values: ~1.7 × its size in memory) when a
 point lookup reads it and the cache has room, else as its verified bytes (~1.05 ×); or decoded (what an
 iterator reads: 1.1–6 × its size). Each is charged an estimate of the memory it really holds, so the
-capacity bounds the cache's share of the RSS.
+capacity bounds the cache's share of the RSS. A full cache takes a block a lookup read from the file only
+if it was refused recently (`BlockCache.admit`).
 """
 
 from __future__ import annotations

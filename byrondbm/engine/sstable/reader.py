@@ -563,13 +563,12 @@ class TableReader:
         return True
 
     def _gather_group(self, b: int) -> bytes | None:
-        """`_load_raw` while the cache has room to gather: the aligned group of `GATHER_GROUP` data blocks
-        around ``b`` read by one pread (at most `GATHER_BYTES`, and only while the cache has room for about
-        twice its bytes; else None, and ``b`` is read alone), each
-        block of it not gathered yet verified and gathered while there is room; block ``b``, also cached
-        as its bytes if it could not be gathered, is returned (its damage raises `CorruptionError`; a
-        damaged neighbour is left for a read that asks for it). A table read at random is so gathered in
-        a sixteenth of the slow lookups and preads: ~11 µs a block instead of ~25."""
+        """Data block ``b`` verified (its damage raises `CorruptionError`), read with the rest of its aligned
+        group of `GATHER_GROUP` blocks by one pread, each of which not gathered yet is verified and gathered
+        while the cache has room (a damaged neighbour is left for a read that asks for it); None, and ``b``
+        is read alone, when the group takes more than `GATHER_BYTES` or the cache has no room for about
+        twice its bytes. A table read at random is so gathered in a sixteenth of the slow lookups and
+        preads: ~11 µs a block instead of ~25."""
         first = b - b % GATHER_GROUP
         end = min(first + GATHER_GROUP, self._num_blocks)
         offsets, sizes = self._offsets, self._sizes
@@ -593,11 +592,10 @@ class TableReader:
                 if c == b:
                     raise
                 continue
-            gathered = self._gather(c, raw)
             if c == b:
-                wanted = raw
-                if not gathered:
-                    self._cache.admit(self._cache_base + b, raw, raw_charge(len(raw)))
+                wanted = raw  # gathered (or cached) by the caller
+            else:
+                self._gather(c, raw)
         return wanted
 
     def _load_raw(self, b: int) -> bytes:
@@ -610,18 +608,18 @@ class TableReader:
         if self._closed:
             raise error(f"table {self.path} is closed")
         cache = self._cache
-        if cache.charge < cache.growth_limit:
-            grouped = self._gather_group(b)
-            if grouped is not None:
-                return grouped
-        size = self._sizes[b]
-        raw = os.pread(self._fd, size + TRAILER_SIZE, self._offsets[b])
-        if (
-            len(raw) != size + TRAILER_SIZE
-            or raw[size] != BLOCK_DATA
-            or crc32(memoryview(raw)[: size + 1]) != _U32.unpack_from(raw, size + 1)[0]
-        ):  # compressed, damaged, or a short read
-            raw = unpack_data_block(raw, size, self.path) if len(raw) == size + TRAILER_SIZE else self._read_data(b)
+        grouped = self._gather_group(b) if cache.charge < cache.growth_limit else None
+        if grouped is not None:
+            raw = grouped
+        else:
+            size = self._sizes[b]
+            raw = os.pread(self._fd, size + TRAILER_SIZE, self._offsets[b])
+            if (
+                len(raw) != size + TRAILER_SIZE
+                or raw[size] != BLOCK_DATA
+                or crc32(memoryview(raw)[: size + 1]) != _U32.unpack_from(raw, size + 1)[0]
+            ):  # compressed, damaged, or a short read
+                raw = unpack_data_block(raw, size, self.path) if len(raw) == size + TRAILER_SIZE else self._read_data(b)
         if not self._gather(b, raw):
             self._cache.admit(self._cache_base + b, raw, raw_charge(len(raw)))
         return raw
