@@ -14,7 +14,7 @@ import pytest
 
 import byrondbm
 from byrondbm.engine.sstable import BlockCache, TablePoints, TableProperties, TableReader, TableWriter, key_hashes
-from byrondbm.engine.sstable.block import KIND_LARGE, KIND_TOMBSTONE, KIND_VALUE, encode_block, newest_values
+from byrondbm.engine.sstable.block import KIND_LARGE, KIND_TOMBSTONE, KIND_VALUE, encode_block, point_pairs
 from byrondbm.options import Options
 
 LATEST = -((1 << 62) - 1)
@@ -31,24 +31,25 @@ def table_of(tmp_path: Path, entries: list[tuple], **options: str) -> tuple[Tabl
     return TableReader(str(path), 1, cache), props, cache
 
 
-def test_newest_values_of_a_block() -> None:
+def test_point_pairs_of_a_block_leave_the_newest_value_of_each_key() -> None:
     entries = [(b"a", 9, b"new"), (b"a", 3, b"old"), (b"b", 7, None), (b"b", 2, b"gone"), (b"c", 1, b"c1")]
     kinds = bytearray(KIND_TOMBSTONE if v is None else KIND_VALUE for _, _, v in entries)
     raw = encode_block([k for k, _, _ in entries], [v or b"" for _, _, v in entries], [s for _, s, _ in entries], kinds)
-    assert newest_values(raw, len(raw), "t") == {b"a": b"new", b"b": None, b"c": b"c1"}
+    assert dict(point_pairs(raw, len(raw), "t", None)) == {b"a": b"new", b"b": None, b"c": b"c1"}  # type: ignore[arg-type]
+    assert dict(point_pairs(raw, len(raw), "t", b"a")) == {b"b": None, b"c": b"c1"}  # type: ignore[arg-type]
+    assert dict(point_pairs(raw, len(raw), "t", b"b")) == {b"a": b"new", b"b": None, b"c": b"c1"}  # type: ignore[arg-type]
     clean = encode_block([b"x", b"y"], [b"1", b"2"], [5, 6], bytearray([KIND_VALUE] * 2))
-    assert newest_values(clean, len(clean), "t") == {b"x": b"1", b"y": b"2"}
+    assert dict(point_pairs(clean, len(clean), "t", None)) == {b"x": b"1", b"y": b"2"}  # type: ignore[arg-type]
+    assert dict(point_pairs(clean, len(clean), "t", b"x")) == {b"y": b"2"}  # type: ignore[arg-type]
     large = encode_block([b"x"], [bytes(16)], [5], bytearray([KIND_LARGE]))
-    assert newest_values(large, len(large), "t") is None  # a large value is read by the general path
+    assert point_pairs(large, len(large), "t", None) is None  # a large value is read by the general path
 
 
-def test_gathering_leaves_out_a_key_continued_from_the_block_before() -> None:
+def test_gathering_marks_blocks_after_their_keys() -> None:
     points = TablePoints(3)
-    points.gather(1, {b"k": b"older", b"m": b"1"}, b"k")  # "k" starts in block 0: unknown until it is read
+    points.gather([1], iter([(b"m", b"1")]))  # block 1, its continued key "k" left out by point_pairs
     assert points == {b"m": b"1"} and points.missing == 2 and bytes(points.loaded) == b"\0\1\0"
-    points.gather(0, {b"a": b"0", b"k": b"newest"}, None)
-    points.gather(0, {b"a": b"again"}, None)  # once only
-    points.gather(2, {b"z": None}, b"m")
+    points.gather([0, 2], iter([(b"a", b"0"), (b"k", b"newest"), (b"z", None)]))
     assert points == {b"a": b"0", b"k": b"newest", b"m": b"1", b"z": None} and points.missing == 0
     points._check()
 

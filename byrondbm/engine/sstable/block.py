@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from itertools import accumulate, pairwise
 from operator import neg
 from typing import NamedTuple
@@ -49,6 +50,7 @@ ENTRY_OVERHEAD_4 = 4 + 4 + 8 + 1
 _WIDTHS = {2: "H", 4: "I"}
 _PAIR = {2: struct.Struct("<2H"), 4: struct.Struct("<2I")}
 _TRIPLE = {2: struct.Struct("<3H"), 4: struct.Struct("<3I")}
+_FIRST = {"H": struct.Struct("<H"), "I": struct.Struct("<I")}
 LARGE_REF = struct.Struct("<QQ")
 
 
@@ -72,16 +74,22 @@ highest sequence number of the block when it holds no tombstone, no large value 
 (point lookups bisect the entries)."""
 
 
-def newest_values(raw: bytes, size: int, path: str) -> dict[bytes, bytes | None] | None:
-    """Each key of the data block ``raw[:size]`` (CRC-checked) -> its newest value in the block (None for a
-    tombstone), what `TablePoints` gathers; None when a value is stored out of line (a lookup then
-    resolves it by the general path). Cost: `_columns` (no entry tuples, no sequence numbers), and one dict
-    built in C."""
+def point_pairs(raw: bytes, size: int, path: str, skip: bytes | None) -> Iterator[tuple[bytes, bytes | None]] | None:
+    """The ``(key, value)`` pairs of the data block ``raw[:size]`` (CRC-checked) that `TablePoints` gathers,
+    in an order that leaves each key's newest value (None for a tombstone) in a dict they update; the
+    leading entries of key ``skip`` (the last key of the block before, whose newest value is there) left
+    out. None when a value is stored out of line (a lookup then resolves it by the general path). Cost:
+    `_columns` (no entry tuples, no sequence numbers); the pairs are zipped, in C, as they are consumed."""
     keys, values, has_large, _, _ = _columns(raw, size, path)
     if has_large:
         return None
-    # A key's first entry is its newest: built from the end, the newest is the last one stored.
-    return dict(zip(reversed(keys), reversed(values)))  # type: ignore[arg-type]  # no LargeValue
+    if keys[0] == skip:
+        i = 1
+        while i < len(keys) and keys[i] == skip:
+            i += 1
+        keys, values = keys[i:], values[i:]
+    # A key's first entry is its newest: fed from the end, the newest is the last one stored.
+    return zip(reversed(keys), reversed(values))  # type: ignore[arg-type]  # no LargeValue
 
 
 def entry_count(raw: bytes, size: int) -> int:
@@ -117,23 +125,33 @@ def encoded_size(keys: list[bytes], values: list[bytes]) -> int:
     return data + len(keys) * (ENTRY_OVERHEAD_2 if data <= 0xFFFF else ENTRY_OVERHEAD_4) + TAIL_SIZE
 
 
-def _strings(raw: bytes, start: int, ends: tuple[int, ...], limit: int, path: str) -> Sequence[bytes]:
-    """The byte strings ``raw[start:ends[0]], raw[ends[0]:ends[1]], ...``, all inside ``raw[:limit]``.
+@lru_cache(maxsize=1024)
+def _uniform(start: int, width: int, n: int, code: str) -> tuple[bytes, struct.Struct]:
+    """The ends column (as stored, `code` "H" or "I") of ``n`` strings of ``width`` bytes from ``start``, and
+    the `struct.Struct` that cuts them: a block's columns take few shapes, so both are made once."""
+    return struct.pack(f"<{n}{code}", *range(start + width, start + width * n + 1, width)), struct.Struct(f"{width}s" * n)
 
-    When they all have one length (fixed-size keys or values, the common case) one `struct` unpack makes
-    them in C, ~3× faster than a slice each; the check that they do also proves the offsets in order.
-    Offsets out of order or past ``limit`` raise `CorruptionError`.
+
+def _strings(raw: bytes, start: int, ends_at: int, n: int, code: str, limit: int, path: str) -> tuple[Sequence[bytes], int]:
+    """The ``n`` byte strings of ``raw`` from ``start`` whose ends are the column of offsets (`code` "H" or
+    "I") at ``ends_at``, all inside ``raw[:limit]``, and where the last one ends.
+
+    When they all have one length (fixed-size keys or values, the common case) the column is compared
+    with the one that length makes (`_uniform`: a memcmp, no int made) and one `struct` unpack cuts the
+    strings in C, ~3× faster than a slice each. Offsets out of order or past ``limit`` raise
+    `CorruptionError`.
     """
-    n = len(ends)
-    width = ends[0] - start
-    if width > 0 and ends == tuple(range(ends[0], start + width * n + 1, width)):
-        if ends[-1] > limit:
-            raise CorruptionError("data block offsets outside the block", path)
-        return struct.unpack_from(f"{width}s" * n, raw, start)
+    width = _FIRST[code].unpack_from(raw, ends_at)[0] - start
+    end = start + width * n
+    if width > 0 and end <= limit and (code == "I" or end <= 0xFFFF):
+        column, cut = _uniform(start, width, n, code)
+        if raw.startswith(column, ends_at):
+            return cut.unpack_from(raw, start), end
+    ends = struct.unpack_from(f"<{n}{code}", raw, ends_at)
     if ends[-1] > limit or width < 0 or list(ends) != sorted(ends):
         raise CorruptionError("data block offsets out of order or outside the block", path)
     get = raw.__getitem__
-    return list(map(get, map(slice, (start,) + ends[:-1], ends)))
+    return list(map(get, map(slice, (start,) + ends[:-1], ends))), ends[-1]
 
 
 def decode_block(raw: bytes, size: int, path: str) -> tuple[list[BlockEntry], bool]:
@@ -169,12 +187,11 @@ def _columns(raw: bytes, size: int, path: str) -> tuple[Sequence[bytes], Sequenc
     columns_at = seqs_at - 2 * width * n
     if code is None or n == 0 or columns_at < 0:
         raise CorruptionError(f"data block of {size} bytes cannot hold {n} entries of width {width}", path)
-    key_ends = struct.unpack_from(f"<{n}{code}", raw, columns_at)
-    value_ends = struct.unpack_from(f"<{n}{code}", raw, columns_at + width * n)
-    if value_ends[-1] != columns_at:
+    keys, keys_end = _strings(raw, 0, columns_at, n, code, columns_at, path)
+    values: Sequence[StoredValue]
+    values, values_end = _strings(raw, keys_end, columns_at + width * n, n, code, columns_at, path)
+    if values_end != columns_at:
         raise CorruptionError("data block values do not end where its columns start", path)
-    keys = _strings(raw, 0, key_ends, columns_at, path)
-    values: Sequence[StoredValue] = _strings(raw, key_ends[-1], value_ends, columns_at, path)
     kinds = raw[kinds_at : kinds_at + n]
     has_large = False
     clean = kinds.count(KIND_VALUE) == n

@@ -12,6 +12,8 @@ and a scan of a complete table with no tombstone, `TableReader.chunks`); an olde
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from .cache import BLOCK_BITS
 
 POINTS_SLOT = (1 << BLOCK_BITS) - 1
@@ -30,8 +32,8 @@ class TablePoints(dict[bytes, "bytes | None"]):
     absent from the table when ``missing`` is 0 or its block (by the index) is marked; else unknown.
 
     Gathering block ``b`` leaves out a key that continues from block ``b - 1`` (the key of its first
-    entries when it equals block ``b - 1``'s last key): its newest value is in the block where it starts,
-    and until that block is gathered the key is unknown, not wrong."""
+    entries when it equals block ``b - 1``'s last key, `point_pairs`): its newest value is in the block
+    where it starts, and until that block is gathered the key is unknown, not wrong."""
 
     __slots__ = ("loaded", "missing", "order")
 
@@ -44,17 +46,16 @@ class TablePoints(dict[bytes, "bytes | None"]):
         scan has asked for them (`TableReader.chunks` then serves a scan that sees the whole table from
         here by slicing them: no block read, no dict probe a key)."""
 
-    def gather(self, b: int, values: dict[bytes, bytes | None], previous_last_key: bytes | None) -> None:
-        """Add block ``b``'s `newest_values` (once), ``previous_last_key`` being block ``b - 1``'s last key.
-        The dict is updated before the block is marked, so a concurrent lookup never takes the mark for a
-        key still missing. Cost: one dict update, in C."""
-        if self.loaded[b]:
-            return
-        if previous_last_key is not None:
-            values.pop(previous_last_key, None)
-        self.update(values)
-        self.loaded[b] = 1
-        self.missing -= 1
+    def gather(self, blocks: list[int], pairs: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Add ``pairs``, the `point_pairs` of data blocks ``blocks`` (none gathered yet: the caller holds
+        the table's gather lock and checked), then mark the blocks: the dict is updated first, so a
+        concurrent lookup never takes a mark for a key still missing. Cost: one dict update, in C."""
+        self.update(pairs)
+        loaded = self.loaded
+        for b in blocks:
+            assert not loaded[b], "a block is gathered once"
+            loaded[b] = 1
+            self.missing -= 1
 
     def _check(self) -> None:
         unmarked = self.loaded.count(0)

@@ -44,7 +44,7 @@ from .block import (
     decode_index,
     entry_count,
     find_in_block,
-    newest_values,
+    point_pairs,
 )
 from .bloom import BloomFilter, key_hashes
 from .cache import BLOCK_BITS, BlockCache, decoded_charge, point_charge, raw_charge
@@ -78,7 +78,7 @@ more than reading a cached block."""
 
 
 GATHER_GROUP = 16
-"""Data blocks `TableReader._gather_group` reads and gathers together (aligned: blocks 16k to 16k + 15)."""
+"""Data blocks `TableReader._group` reads and gathers together (aligned: blocks 16k to 16k + 15)."""
 GATHER_BYTES = 1 << 17
 """Most bytes one such read takes (16 blocks of the default 4 KiB take ~66 KiB); past it, one block."""
 
@@ -530,42 +530,44 @@ class TableReader:
     def _promote(self, b: int, raw: bytes) -> None:
         """Gather data block ``b``, found cached as its bytes, into the table's `TablePoints` and drop its
         bytes, when the cache has room again: a block looked up again is likely to be again."""
-        if self._gather(b, raw):
+        if self._gather({b: raw}, b):
             self._cache.discard(self._cache_base + b)
 
-    def _gather(self, b: int, raw: bytes) -> bool:
-        """Gather data block ``b`` (``raw``, verified) into the table's `TablePoints` if the cache has room
-        for it (`BlockCache.grow`) and no value is stored out of line; True if gathered now (False too when
-        it was already: then a reader the points cannot answer, older than the table, is reading it, and
-        its bytes are worth caching). Cost: a `decode` and a dict update, when there is room."""
+    def _gather(self, blocks: dict[int, bytes], b: int) -> bool:
+        """Gather the data blocks ``blocks`` (number -> verified bytes) not gathered yet into the table's
+        `TablePoints`, all at once if the cache has room for them (`BlockCache.grow`), leaving out any
+        with a value stored out of line. True if block ``b`` was gathered now (False too when it was
+        already: then a reader the points cannot answer, older than the table, is reading it, and its
+        bytes are worth caching). Cost: `point_pairs` a block and one dict update, when there is room."""
         cache = self._cache
         if cache.charge >= cache.growth_limit:  # the common case of a cache under pressure, cheaply
             return False
-        size = len(raw) - TRAILER_SIZE
-        charge = point_charge(size, entry_count(raw, size))
-        if not cache.has_room(charge):
-            return False
-        values = newest_values(raw, size, self.path)
-        if values is None:
+        last_keys, path = self._last_keys, self.path
+        pairs = {}
+        charges = {}
+        for c, raw in blocks.items():
+            size = len(raw) - TRAILER_SIZE
+            found = point_pairs(raw, size, path, last_keys[c - 1] if c else None)
+            if found is not None:
+                pairs[c] = found
+                charges[c] = point_charge(size, entry_count(raw, size))
+        if not cache.has_room(sum(charges.values())):
             return False
         key = self._points_key
         with self._gather_lock:
             item = cache.peek(key)
-            if item is None:
-                points = TablePoints(self._num_blocks)
-                if not cache.add_if_room(key, points, charge):
-                    return False
-            else:
-                points = cast(TablePoints, item[0])
-                if points.loaded[b] or not cache.grow(key, points, charge):
-                    return False
-            points.gather(b, values, self._last_keys[b - 1] if b else None)
-        return True
+            points = cast(TablePoints, item[0]) if item is not None else TablePoints(self._num_blocks)
+            fresh = [c for c in pairs if not points.loaded[c]]
+            charge = sum(map(charges.__getitem__, fresh))
+            if not fresh or not (cache.grow(key, points, charge) if item else cache.add_if_room(key, points, charge)):
+                return False
+            points.gather(fresh, chain.from_iterable(map(pairs.__getitem__, fresh)))
+        return b in fresh
 
-    def _gather_group(self, b: int) -> bytes | None:
-        """Data block ``b`` verified (its damage raises `CorruptionError`), read with the rest of its aligned
-        group of `GATHER_GROUP` blocks by one pread, each of which not gathered yet is verified and gathered
-        while the cache has room (a damaged neighbour is left for a read that asks for it); None, and ``b``
+    def _group(self, b: int) -> dict[int, bytes] | None:
+        """Data block ``b`` verified (its damage raises `CorruptionError`), with the other blocks of its
+        aligned group of `GATHER_GROUP` not gathered yet, each verified (a damaged one is left out, for
+        a read that asks for it), all read by one pread: number -> bytes, for `_gather`. None, and ``b``
         is read alone, when the group takes more than `GATHER_BYTES` or the cache has no room for about
         twice its bytes. A table read at random is so gathered in a sixteenth of the slow lookups and
         preads: ~11 µs a block instead of ~25."""
@@ -581,36 +583,31 @@ class TableReader:
             return None  # a short read: `_read_data` tells it for block b
         item = self._peek(self._points_key)
         loaded = cast(TablePoints, item[0]).loaded if item is not None else bytes(self._num_blocks)
-        wanted = b""
+        blocks = {}
         for c in range(first, end):
             if c != b and loaded[c]:
                 continue
             at, size = offsets[c] - start, sizes[c]
             try:
-                raw = unpack_data_block(data[at : at + size + TRAILER_SIZE], size, self.path)
+                blocks[c] = unpack_data_block(data[at : at + size + TRAILER_SIZE], size, self.path)
             except CorruptionError:
                 if c == b:
                     raise
-                continue
-            if c == b:
-                wanted = raw  # gathered (or cached) by the caller
-            else:
-                self._gather(c, raw)
-        return wanted
+        return blocks
 
     def _load_raw(self, b: int) -> bytes:
         """Read and verify data block ``b`` (uncompressed contents + trailer) and cache it for point lookups:
-        gathered into the table's `TablePoints` while the cache has room for it, else as its bytes (~1.05 ×
-        the block in memory, where gathered it takes ~1.7 × and decoded entries 1.1–6 ×; `_promote`
-        gathers it on a later use if room appears) if the cache admits it (`BlockCache.admit`: a full cache
-        takes a block read twice in a while). The common case of `read_data_block` inlined: a block stored
-        raw, read whole by one pread. Returns the bytes."""
+        gathered into the table's `TablePoints` while the cache has room for it (with its group, `_group`),
+        else as its bytes (~1.05 × the block in memory, where gathered it takes ~1.7 × and decoded entries
+        1.1–6 ×; `_promote` gathers it on a later use if room appears) if the cache admits it
+        (`BlockCache.admit`: a full cache takes a block read twice in a while). The common case of
+        `read_data_block` inlined: a block stored raw, read whole by one pread. Returns the bytes."""
         if self._closed:
             raise error(f"table {self.path} is closed")
         cache = self._cache
-        grouped = self._gather_group(b) if cache.charge < cache.growth_limit else None
-        if grouped is not None:
-            raw = grouped
+        blocks = self._group(b) if cache.charge < cache.growth_limit else None
+        if blocks is not None:
+            raw = blocks[b]
         else:
             size = self._sizes[b]
             raw = os.pread(self._fd, size + TRAILER_SIZE, self._offsets[b])
@@ -620,7 +617,8 @@ class TableReader:
                 or crc32(memoryview(raw)[: size + 1]) != _U32.unpack_from(raw, size + 1)[0]
             ):  # compressed, damaged, or a short read
                 raw = unpack_data_block(raw, size, self.path) if len(raw) == size + TRAILER_SIZE else self._read_data(b)
-        if not self._gather(b, raw):
+            blocks = {b: raw}
+        if not self._gather(blocks, b):
             self._cache.admit(self._cache_base + b, raw, raw_charge(len(raw)))
         return raw
 
