@@ -158,3 +158,17 @@ def test_get_many_reads_each_block_once(tmp_path: Path) -> None:
         for k in keys:
             assert db.get(k) == b"v" * 40
         assert db.stats()["block_cache_misses"] - s["block_cache_misses"] == len(keys)  # a get a block each
+
+
+def test_get_many_answers_from_a_gathered_table_without_its_filter_or_blocks(tmp_path: Path) -> None:
+    with byrondbm.open(tmp_path / "db", "c", block_size=1024) as db:
+        for i in range(5000):
+            db[b"k%05d" % i] = b"v%d" % i
+        db.compact()
+        keys = [b"k%05d" % i for i in range(0, 5200, 3)]  # the last ones absent
+        want = [db.get(k) for k in keys]  # gathers the table's blocks into its points
+        s = db.stats()
+        assert db.get_many(keys[::-1]) == want[::-1]
+        after = db.stats()
+        assert after["bloom_checks"] == s["bloom_checks"] and after["block_cache_misses"] == s["block_cache_misses"]
+        assert after["block_cache_hits"] - s["block_cache_hits"] == sum(v is not None for v in want)

@@ -421,9 +421,8 @@ class Engine:
             v = self._pinned_versions.get(-read_negseq) or self._vs.current
         order = sorted(range(len(keys)), key=keys.__getitem__)
         values: list[Optional[bytes]] = [None] * len(keys)
-        for i, e in zip(order, v.get_many([keys[i] for i in order], read_negseq)):
-            if e is not None:
-                values[i] = e[2]
+        for i, value in zip(order, v.get_many([keys[i] for i in order], read_negseq)):
+            values[i] = value
         return values
 
     def _lookup(self, v: Version, key: bytes, skip_mems: int) -> Optional[bytes]:

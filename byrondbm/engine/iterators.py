@@ -27,7 +27,6 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
-from itertools import chain
 from typing import Optional, Protocol, Tuple, TypeVar, Union, cast, overload
 
 from .records import Entry
@@ -265,15 +264,6 @@ def newest(
             yield out
     if cur_value is not None:
         yield ((cur, cur_value),)
-
-
-def visible(entries: Iterable[Entry], read_negseq: int, reverse: bool = False) -> Iterator[Pair]:
-    """`newest` of one flat stream of entries (in entry order, or exactly reversed): its ``(key, value)``
-    pairs one by one."""
-    run = list(entries)
-    if reverse:
-        run.reverse()
-    return chain.from_iterable(newest([run], read_negseq, reverse))
 
 
 def prefix_bounds(prefix: bytes, start: bytes | None, stop: bytes | None) -> tuple[bytes | None, bytes | None]:

@@ -14,7 +14,6 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 
 from .memtable import Memtable
-from .records import Entry
 from .sstable import BlockCache, TablePoints, TableReader, key_hashes
 
 MAX_LEVELS = 7
@@ -38,9 +37,12 @@ def _lookup(mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], .
     run of one; L0 is bounded by the compaction trigger), then the one table of each sorted level whose
     range may hold it, found by bisecting the level's largest keys. A table is asked first through its
     `TablePoints` in the block cache (`TableReader.point_parts`): for a reader that sees the whole table,
-    one dict probe answers a key whose block was gathered, present or absent (a bisection of the index
-    tells an absent key's block while some are missing), with no bloom filter; else `TableReader.get`
-    (bloom filter, hash index, block), with the key's hashes computed once.
+    one dict probe answers a key found there, and a key not found once every block is gathered, with no
+    bloom filter; else `TableReader.get` (bloom filter, hash index, block), with the key's hashes computed
+    once. (While blocks are missing, a key not found takes `get` rather than a bisection of the index to
+    tell whether its block was gathered: in a database larger than the cache the points stay partial, and
+    the bloom filter's first probe, which turns most absent keys away, costs less than that bisection
+    over cold memory.)
     """
     mem_slots = tuple((m.slot, m.get) for m in mems)
     runs = tuple(
@@ -65,7 +67,7 @@ def _lookup(mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], .
         for largests, smallests, tables in runs:
             i = bisect_left(largests, key)
             if i < len(largests) and smallests[i] <= key:
-                last_keys, points_key, negmax, _, get = tables[i]
+                _, points_key, negmax, _, get = tables[i]
                 if read_negseq <= negmax:
                     item = peek(points_key)
                     if item is not None:
@@ -75,7 +77,7 @@ def _lookup(mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], .
                             mark(points_key)  # BlockCache.hit, inlined
                             counts[0] += 1
                             return value  # type: ignore[return-value]
-                        if not points.missing or points.loaded[bisect_left(last_keys, key)]:
+                        if not points.missing:
                             continue  # absent: as a bloom filter's "no", not counted as a use
                 if hashes is None:
                     hashes = key_hashes(key)
@@ -108,42 +110,37 @@ class Version:
         self.find: Lookup = _lookup((), self.levels)
         """``find(key, read_negseq)``: `get` in the tables only (the memtables are the caller's)."""
 
-    def get_many(self, keys: list[bytes], read_negseq: int) -> list[Entry | None]:
+    def get_many(self, keys: list[bytes], read_negseq: int) -> list[bytes | None]:
         """`get` of each of ``keys`` (ascending): the memtables key by key, then each table once, with the
-        keys still unanswered that its range holds (`TableReader.get_many`: each of its blocks read once).
-        Cost: `get`'s per key, less a block fetch per key that shares a block with the key before it."""
-        out: list[Entry | None] = [None] * len(keys)
+        keys still unanswered that its range holds (`TableReader.get_many`: its points first, then each of
+        its blocks read once). Cost: `get`'s per key, less a block fetch per key that shares a block with
+        the key before it."""
+        out: list[object] = [_ABSENT] * len(keys)
         mems = ((self.mem,) if self.mem is not None else ()) + self.imms
         pending: list[int] = []
         for i, key in enumerate(keys):
             for m in mems:
                 e = m.get(key, read_negseq)
                 if e is not None:
-                    out[i] = e
+                    out[i] = e[2]
                     break
             else:
                 pending.append(i)
-        hashes = {i: key_hashes(keys[i]) for i in pending}
         for level, tables in enumerate(self.levels):
             if not pending:
                 break
             pkeys = [keys[i] for i in pending]
-            answered = False
             for t in tables if level == 0 else self.overlapping(level, pkeys[0], pkeys[-1]):
                 lo, hi = bisect_left(pkeys, t.smallest), bisect_right(pkeys, t.largest)
                 if level == 0:
-                    which = [i for i in pending[lo:hi] if out[i] is None]  # not answered by a newer L0 table
+                    which = [i for i in pending[lo:hi] if out[i] is _ABSENT]  # not answered by a newer L0 table
                 else:
                     which = pending[lo:hi]
                 if which:
-                    found = t.get_many([keys[i] for i in which], [hashes[i] for i in which], read_negseq)
-                    for i, e in zip(which, found):
-                        if e is not None:
-                            out[i] = e
-                            answered = True
-            if answered:
-                pending = [i for i in pending if out[i] is None]
-        return out
+                    for j, value in t.get_many([keys[i] for i in which], read_negseq).items():
+                        out[which[j]] = value
+            pending = [i for i in pending if out[i] is _ABSENT]
+        return [None if v is _ABSENT else v for v in out]  # type: ignore[misc]
 
     def with_memtables(self, mem: Memtable, imms: tuple[Memtable, ...]) -> "Version":
         return Version(mem, imms, self.levels)

@@ -83,6 +83,8 @@ GATHER_BYTES = 1 << 17
 """Most bytes one such read takes (16 blocks of the default 4 KiB take ~66 KiB); past it, one block."""
 
 
+_ABSENT = object()
+
 Entries = Union[list[Entry], Callable[[], list[Entry]]]
 """A block part's entries, or a callable that slices them (``partial(getitem, entries, slice(i, j))``)."""
 
@@ -300,42 +302,59 @@ class TableReader:
         missing or its block ``bisect_left(last_keys, key)`` is gathered; else `get` must tell."""
         return self._last_keys, self._points_key, -self.properties.max_seq, self._cache
 
-    def get_many(self, keys: list[bytes], hashes: list[tuple[int, int]], read_negseq: int) -> list[Entry | None]:
-        """`get` of each of ``keys`` (ascending, with their `key_hashes`): each data block is fetched at
-        most once and held while the keys in it are looked up, whatever the cache keeps. Cost per key: the
-        bloom probes and a hash bucket, then a bisection of the index and a search of the block."""
+    def get_many(self, keys: list[bytes], read_negseq: int) -> dict[int, bytes | None]:
+        """The value (None: a tombstone) of the newest entry visible at ``read_negseq`` of each of ``keys``
+        (ascending) that has one here, by position in ``keys``. A reader that sees the whole table asks its
+        `TablePoints` first (one dict probe a key, as `Version`'s lookup does); the keys it cannot answer take the
+        bloom probes and a hash bucket, then a bisection of the index and a search of the block, each data
+        block fetched at most once and held while the keys in it are looked up, whatever the cache keeps."""
         if self._closed:
             raise error(f"table {self.path} is closed")
         may_contain = self._bloom.may_contain
         last_keys = self._last_keys
+        points: TablePoints | None = None
+        if read_negseq <= -self.properties.max_seq:
+            item = self._peek(self._points_key)
+            if item is not None:
+                points = cast(TablePoints, item[0])
+        from_points = 0
         held_b = -1
         held: object = b""
-        out: list[Entry | None] = []
-        for key, hs in zip(keys, hashes):
+        found: dict[int, bytes | None] = {}
+        for j, key in enumerate(keys):
+            if points is not None:
+                value = points.get(key, _ABSENT)
+                if value is not _ABSENT:
+                    found[j] = value  # type: ignore[assignment]
+                    from_points += 1
+                    continue
+                if not points.missing:
+                    continue  # absent, as a bloom filter's "no"
+            hs = key_hashes(key)
             self.bloom_checks += 1
             if not may_contain(hs):
                 self.bloom_negatives += 1
-                out.append(None)
+                continue
+            if self._lookup(hs[1]) == ABSENT:
                 continue
             b = bisect_left(last_keys, key)
             entry: BlockEntry | bool | None = None
-            if self._lookup(hs[1]) != ABSENT:
-                hint = -1
-                while b < self._num_blocks:
-                    if b != held_b:
-                        held, held_b = self._cache_get(self._cache_base + b) or self._load_raw(b), b
-                    entry = self._find(held, key, read_negseq, hint)
-                    if entry is not NEXT_BLOCK:
-                        break
-                    b += 1
-                    hint = 0
-            if entry is None or entry is NEXT_BLOCK:
-                out.append(None)
-            elif entry[2].__class__ is LargeValue:  # type: ignore[index]
-                out.append((key, entry[1], self._read_large(entry[2])))  # type: ignore[index]
-            else:
-                out.append(entry)  # type: ignore[arg-type]
-        return out
+            hint = -1
+            while b < self._num_blocks:
+                if b != held_b:
+                    held, held_b = self._cache_get(self._cache_base + b) or self._load_raw(b), b
+                entry = self._find(held, key, read_negseq, hint)
+                if entry is not NEXT_BLOCK:
+                    break
+                b += 1
+                hint = 0
+            if entry is not None and entry is not NEXT_BLOCK:
+                stored = entry[2]  # type: ignore[index]
+                found[j] = self._read_large(stored) if stored.__class__ is LargeValue else stored  # type: ignore[arg-type,assignment]
+        if from_points:
+            self._cache.mark(self._points_key)  # BlockCache.hit, once for the keys the points answered
+            self._cache.counts[0] += from_points
+        return found
 
     def _find(self, block: object, key: bytes, read_negseq: int, hint: int) -> BlockEntry | bool | None:
         """`find_in_block` on a data block in either of its cached forms (bytes, or `DecodedBlock`): the
