@@ -74,7 +74,9 @@ highest sequence number of the block when it holds no tombstone, no large value 
 (point lookups bisect the entries)."""
 
 
-def point_pairs(raw: bytes, size: int, path: str, skip: bytes | None) -> Iterator[tuple[bytes, bytes | None]] | None:
+def point_pairs(
+    raw: bytes, size: int, path: str, skip: bytes | None
+) -> Iterator[tuple[bytes, bytes | None]] | None:
     """The ``(key, value)`` pairs of the data block ``raw[:size]`` (CRC-checked) that `TablePoints` gathers,
     in an order that leaves each key's newest value (None for a tombstone) in a dict they update; the
     leading entries of key ``skip`` (the last key of the block before, whose newest value is there) left
@@ -129,10 +131,13 @@ def encoded_size(keys: list[bytes], values: list[bytes]) -> int:
 def _uniform(start: int, width: int, n: int, code: str) -> tuple[bytes, struct.Struct]:
     """The ends column (as stored, `code` "H" or "I") of ``n`` strings of ``width`` bytes from ``start``, and
     the `struct.Struct` that cuts them: a block's columns take few shapes, so both are made once."""
-    return struct.pack(f"<{n}{code}", *range(start + width, start + width * n + 1, width)), struct.Struct(f"{width}s" * n)
+    ends = range(start + width, start + width * n + 1, width)
+    return struct.pack(f"<{n}{code}", *ends), struct.Struct(f"{width}s" * n)
 
 
-def _strings(raw: bytes, start: int, ends_at: int, n: int, code: str, limit: int, path: str) -> tuple[Sequence[bytes], int]:
+def _strings(
+    raw: bytes, start: int, ends_at: int, n: int, code: str, limit: int, path: str
+) -> tuple[Sequence[bytes], int]:
     """The ``n`` byte strings of ``raw`` from ``start`` whose ends are the column of offsets (`code` "H" or
     "I") at ``ends_at``, all inside ``raw[:limit]``, and where the last one ends.
 

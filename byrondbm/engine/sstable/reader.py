@@ -305,9 +305,10 @@ class TableReader:
     def get_many(self, keys: list[bytes], read_negseq: int) -> dict[int, bytes | None]:
         """The value (None: a tombstone) of the newest entry visible at ``read_negseq`` of each of ``keys``
         (ascending) that has one here, by position in ``keys``. A reader that sees the whole table asks its
-        `TablePoints` first (one dict probe a key, as `Version`'s lookup does); the keys it cannot answer take the
-        bloom probes and a hash bucket, then a bisection of the index and a search of the block, each data
-        block fetched at most once and held while the keys in it are looked up, whatever the cache keeps."""
+        `TablePoints` first (one dict probe a key, as `Version`'s lookup does); the keys they cannot answer
+        take the bloom probes and a hash bucket, then a bisection of the index and a search of the block,
+        each data block fetched at most once and held while the keys in it are looked up, whatever the
+        cache keeps."""
         if self._closed:
             raise error(f"table {self.path} is closed")
         may_contain = self._bloom.may_contain
@@ -350,7 +351,9 @@ class TableReader:
                 hint = 0
             if entry is not None and entry is not NEXT_BLOCK:
                 stored = entry[2]  # type: ignore[index]
-                found[j] = self._read_large(stored) if stored.__class__ is LargeValue else stored  # type: ignore[arg-type,assignment]
+                if stored.__class__ is LargeValue:
+                    stored = self._read_large(stored)  # type: ignore[arg-type]
+                found[j] = stored  # type: ignore[assignment]
         if from_points:
             self._cache.mark(self._points_key)  # BlockCache.hit, once for the keys the points answered
             self._cache.counts[0] += from_points
@@ -561,24 +564,24 @@ class TableReader:
         cache = self._cache
         if cache.charge >= cache.growth_limit:  # the common case of a cache under pressure, cheaply
             return False
-        last_keys, path = self._last_keys, self.path
-        pairs = {}
-        charges = {}
-        for c, raw in blocks.items():
-            size = len(raw) - TRAILER_SIZE
-            found = point_pairs(raw, size, path, last_keys[c - 1] if c else None)
-            if found is not None:
-                pairs[c] = found
-                charges[c] = point_charge(size, entry_count(raw, size))
+        sizes = {c: len(raw) - TRAILER_SIZE for c, raw in blocks.items()}
+        charges = {c: point_charge(size, entry_count(blocks[c], size)) for c, size in sizes.items()}
         if not cache.has_room(sum(charges.values())):
             return False
+        last_keys, path = self._last_keys, self.path
+        pairs = {}
+        for c, raw in blocks.items():
+            found = point_pairs(raw, sizes[c], path, last_keys[c - 1] if c else None)
+            if found is not None:
+                pairs[c] = found
         key = self._points_key
         with self._gather_lock:
             item = cache.peek(key)
             points = cast(TablePoints, item[0]) if item is not None else TablePoints(self._num_blocks)
             fresh = [c for c in pairs if not points.loaded[c]]
             charge = sum(map(charges.__getitem__, fresh))
-            if not fresh or not (cache.grow(key, points, charge) if item else cache.add_if_room(key, points, charge)):
+            room = cache.grow(key, points, charge) if item is not None else cache.add_if_room(key, points, charge)
+            if not fresh or not room:
                 return False
             points.gather(fresh, chain.from_iterable(map(pairs.__getitem__, fresh)))
         return b in fresh
