@@ -592,7 +592,8 @@ class TableReader:
         a read that asks for it), all read by one pread: number -> bytes, for `_gather`. None, and ``b``
         is read alone, when the group takes more than `GATHER_BYTES` or the cache has no room for about
         twice its bytes. A table read at random is so gathered in a sixteenth of the slow lookups and
-        preads: ~11 µs a block instead of ~25."""
+        preads: ~22 µs of `_load_raw` a block instead of ~47 (200,000 keys read at random after
+        `compact()`)."""
         first = b - b % GATHER_GROUP
         end = min(first + GATHER_GROUP, self._num_blocks)
         offsets, sizes = self._offsets, self._sizes
