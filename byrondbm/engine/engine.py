@@ -428,7 +428,7 @@ class Engine:
     def _lookup(self, v: Version, key: bytes, skip_mems: int) -> Optional[bytes]:
         """The value of the newest entry of ``key`` below the ``skip_mems`` newest memtables of ``v`` (None:
         a tombstone, or no entry)."""
-        for m in ((v.mem,) + v.imms)[skip_mems:]:
+        for m in v.memtables[skip_mems:]:
             e = m.newest(key)
             if e is not None:
                 return e[2]

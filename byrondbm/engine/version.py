@@ -92,16 +92,18 @@ def _lookup(mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], .
 class Version:
     """Immutable once built. Cost of a build: O(total tables)."""
 
-    __slots__ = ("mem", "imms", "levels", "_largest", "_smallest", "has_tables", "get", "find")
+    __slots__ = ("mem", "imms", "memtables", "levels", "_largest", "_smallest", "has_tables", "get", "find")
 
     def __init__(self, mem: Memtable, imms: tuple[Memtable, ...], levels: Sequence[Sequence[TableReader]]) -> None:
         self.mem = mem
         self.imms = imms
+        self.memtables: tuple[Memtable, ...] = (mem,) + imms if mem is not None else imms  # None: a job's
+        """The active memtable, then the immutable ones, newest first."""
         self.levels: tuple[tuple[TableReader, ...], ...] = tuple(tuple(level) for level in levels)
         self._largest = [[t.largest for t in level] for level in self.levels]
         self._smallest = [[t.smallest for t in level] for level in self.levels]
         self.has_tables = any(self.levels)
-        self.get: Lookup = _lookup(((mem,) if mem is not None else ()) + imms, self.levels)  # no memtable: a job's
+        self.get: Lookup = _lookup(self.memtables, self.levels)
         """``get(key, read_negseq)``: the value of the newest entry of ``key`` visible at ``read_negseq`` in
         the active memtable, the immutable ones (newest first), then the tables (None: a tombstone, or no
         entry). The body of every point read, writer's and reader's. Cost: one dict probe a memtable; then
@@ -116,10 +118,9 @@ class Version:
         its blocks read once). Cost: `get`'s per key, less a block fetch per key that shares a block with
         the key before it."""
         out: list[object] = [_ABSENT] * len(keys)
-        mems = ((self.mem,) if self.mem is not None else ()) + self.imms
         pending: list[int] = []
         for i, key in enumerate(keys):
-            for m in mems:
+            for m in self.memtables:
                 e = m.get(key, read_negseq)
                 if e is not None:
                     out[i] = e[2]
