@@ -209,7 +209,7 @@ def _visible_at(v: Version, seq: int) -> Iterator[Entry]:
     """The memtables' entries in entry order: of each key the newest at or below ``seq``, tombstones kept.
     The pin keeps every version a write after the instant replaced."""
     floor = -seq
-    merged = chain.from_iterable(merge_runs([m.chunks() for m in (v.mem,) + v.imms]))
+    merged = chain.from_iterable(merge_runs([m.chunks() for m in v.memtables]))
     return drop_obsolete((e for e in merged if e[1] >= floor), seq, lambda key: False)
 
 

@@ -347,7 +347,7 @@ class Engine:
         vs.counters["log_bytes_written"] += old_wal.size
         try:
             sync_dir(self.directory)
-            vs.log_and_apply({"logs": [number]}, lambda cur: cur.with_memtables(mem, (cur.mem,) + cur.imms))
+            vs.log_and_apply({"logs": [number]}, lambda cur: cur.with_memtables(mem, cur.memtables))
         except BaseException:
             vs.counters["user_bytes_written"] -= old.payload_bytes
             vs.counters["log_bytes_written"] -= old_wal.size
@@ -498,7 +498,7 @@ class Engine:
             with self._vs.lock:
                 v = self._vs.current
                 total = self._vs.state.count
-                for i, m in enumerate((v.mem,) + v.imms):
+                for i, m in enumerate(v.memtables):
                     self._resolve(m, v, i + 1)
                     total += m.live - m.prior_live
                 return total
@@ -571,7 +571,7 @@ class Engine:
         """Save the image of each non-empty memtable whose log its image on disk does not cover whole.
         An image is only a cache of its log: failing to write one costs the next open a replay."""
         v = self._vs.current
-        for mem in (v.mem,) + v.imms:
+        for mem in v.memtables:
             number = mem.log_number
             path = self._path(filenames.log_name(number))
             try:
