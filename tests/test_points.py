@@ -285,3 +285,13 @@ def test_a_lookup_gathers_its_group_and_leaves_a_damaged_neighbour_to_its_own_re
         reader.get(victim[0], key_hashes(victim[0]), LATEST)
     points._check()
     reader.close()
+
+
+def test_a_table_of_large_values_caches_no_empty_points(tmp_path: Path) -> None:
+    entries = [(b"k%03d" % i, -1, bytes([i]) * 300) for i in range(40)]  # every value stored out of line
+    reader, _, cache = table_of(tmp_path, entries, large_value_threshold=100)  # type: ignore[arg-type]
+    _, points_key, _, _ = reader.point_parts()
+    for key, negseq, value in entries:
+        assert reader.get(key, key_hashes(key), LATEST) == (key, negseq, value)
+    assert cache.peek(points_key) is None  # nothing gathered: the blocks are cached as bytes
+    assert len(cache) > 0

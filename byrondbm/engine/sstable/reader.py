@@ -579,9 +579,10 @@ class TableReader:
             item = cache.peek(key)
             points = cast(TablePoints, item[0]) if item is not None else TablePoints(self._num_blocks)
             fresh = [c for c in pairs if not points.loaded[c]]
+            if not fresh:  # (an empty `TablePoints` is not cached)
+                return False
             charge = sum(map(charges.__getitem__, fresh))
-            room = cache.grow(key, points, charge) if item is not None else cache.add_if_room(key, points, charge)
-            if not fresh or not room:
+            if not (cache.grow(key, points, charge) if item is not None else cache.add_if_room(key, points, charge)):
                 return False
             points.gather(fresh, chain.from_iterable(map(pairs.__getitem__, fresh)))
         return b in fresh
