@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .memtable import Memtable
 from .sstable import BlockCache, TablePoints, TableReader, key_hashes
@@ -33,23 +34,27 @@ def _lookup(mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], .
     no attribute lookups, and calls a Python function only where the cheap answer fails.
 
     Order: the memtables, newest first (a dict probe each; `Memtable.get` only for a key with several
-    versions or a newer one); then the tables whose range holds the key, newest first: each L0 table (a
-    run of one; L0 is bounded by the compaction trigger), then the one table of each sorted level whose
-    range may hold it, found by bisecting the level's largest keys. A table is asked first through its
-    `TablePoints` in the block cache (`TableReader.point_parts`): for a reader that sees the whole table,
-    one dict probe answers a key found there, and a key not found once every block is gathered, with no
-    bloom filter; else `TableReader.get` (bloom filter, hash index, block), with the key's hashes computed
-    once. (While blocks are missing, a key not found takes `get` rather than a bisection of the index to
-    tell whether its block was gathered: in a database larger than the cache the points stay partial, and
-    the bloom filter's first probe, which turns most absent keys away, costs less than that bisection
-    over cold memory.)
+    versions or a newer one); then the tables whose range holds the key, newest first: each L0 table
+    (its bounds compared directly; L0 is bounded by the compaction trigger), then the one table of each
+    sorted level whose range may hold it, found by bisecting the level's largest keys. A table is asked
+    first through its `TablePoints` in the block cache (`TableReader.point_parts`): for a reader that
+    sees the whole table, one dict probe answers a key found there, and a key not found once every block
+    is gathered, with no bloom filter; else `TableReader.get` (bloom filter, hash index, block), with the
+    key's hashes computed once. (While blocks are missing, a key not found takes `get` rather than a
+    bisection of the index to tell whether its block was gathered: in a database larger than the cache
+    the points stay partial, and the bloom filter's first probe, which turns most absent keys away,
+    costs less than that bisection over cold memory.)
     """
     mem_slots = tuple((m.slot, m.get) for m in mems)
-    runs = tuple(
-        ([t.largest for t in run], [t.smallest for t in run], [(*t.point_parts(), t.get) for t in run])
-        for run in [(t,) for t in levels[0]] + [level for level in levels[1:] if level]
+    parts = {t: (*t.point_parts()[1:3], t.get) for level in levels for t in level}
+    # An L0 table is its own run: its bounds and parts, checked with no bisection; a sorted level is the
+    # list of its tables' largest keys, smallest keys and parts.
+    runs: tuple[tuple[Any, Any, Any], ...] = tuple((t.largest, t.smallest, parts[t]) for t in levels[0]) + tuple(
+        ([t.largest for t in level], [t.smallest for t in level], [parts[t] for t in level])
+        for level in levels[1:]
+        if level
     )
-    caches = {id(part[3]): part[3] for _, _, parts in runs for part in parts}
+    caches = {id(t.point_parts()[3]): t.point_parts()[3] for t in parts}
     assert len(caches) <= 1, "the tables of a version share one block cache"
     cache = next(iter(caches.values())) if caches else BlockCache(0)
     peek, mark, counts = cache.peek, cache.mark, cache.counts
@@ -64,26 +69,31 @@ def _lookup(mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], .
                 if e is not None:
                     return e[2]
         hashes = None
-        for largests, smallests, tables in runs:
-            i = bisect_left(largests, key)
-            if i < len(largests) and smallests[i] <= key:
-                _, points_key, negmax, _, get = tables[i]
-                if read_negseq <= negmax:
-                    item = peek(points_key)
-                    if item is not None:
-                        points: TablePoints = item[0]  # type: ignore[assignment]
-                        value = points.get(key, _ABSENT)
-                        if value is not _ABSENT:
-                            mark(points_key)  # BlockCache.hit, inlined
-                            counts[0] += 1
-                            return value  # type: ignore[return-value]
-                        if not points.missing:
-                            continue  # absent: as a bloom filter's "no", not counted as a use
-                if hashes is None:
-                    hashes = key_hashes(key)
-                e = get(key, hashes, read_negseq)
-                if e is not None:
-                    return e[2]
+        for largest, smallest, table in runs:
+            if table.__class__ is list:  # a sorted level: the one table whose range may hold the key
+                i = bisect_left(largest, key)
+                if i == len(table) or smallest[i] > key:
+                    continue
+                table = table[i]
+            elif key > largest or smallest > key:
+                continue
+            points_key, negmax, get = table
+            if read_negseq <= negmax:
+                item = peek(points_key)
+                if item is not None:
+                    points: TablePoints = item[0]  # type: ignore[assignment]
+                    value = points.get(key, _ABSENT)
+                    if value is not _ABSENT:
+                        mark(points_key)  # BlockCache.hit, inlined
+                        counts[0] += 1
+                        return value  # type: ignore[return-value]
+                    if not points.missing:
+                        continue  # absent: as a bloom filter's "no", not counted as a use
+            if hashes is None:
+                hashes = key_hashes(key)
+            e = get(key, hashes, read_negseq)
+            if e is not None:
+                return e[2]
         return None
 
     return lookup
