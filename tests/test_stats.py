@@ -88,8 +88,11 @@ def test_bloom_filter_saves_reads_of_absent_keys(tmp_path: Path) -> None:
     checks = after["bloom_checks"] - s["bloom_checks"]
     negatives = after["bloom_negatives"] - s["bloom_negatives"]
     assert checks >= 1900  # all but keys falling between two tables of a level
-    assert negatives >= 0.95 * checks  # ~1 % false positives at 10 bits a key
-    assert after["block_cache_hits"] + after["block_cache_misses"] - s["block_cache_hits"] - s["block_cache_misses"] <= checks - negatives
+    reads = after["block_cache_hits"] + after["block_cache_misses"] - s["block_cache_hits"] - s["block_cache_misses"]
+    # The filter turns most away; an empty hash bucket some of those its first probe let pass.
+    assert negatives >= 0.7 * checks
+    assert reads <= 0.05 * checks  # ~1 % false positives at 10 bits a key
+    assert reads <= checks - negatives
 
 
 def test_block_cache_hits_and_misses(tmp_path: Path) -> None:
