@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import time
-from array import array
 from bisect import bisect_left
 from itertools import islice
 from pathlib import Path
@@ -15,7 +14,6 @@ from pathlib import Path
 import pytest
 
 import byrondbm
-from byrondbm.engine.sstable import points as points_module
 from byrondbm.engine.sstable import BlockCache, TablePoints, TableProperties, TableReader, TableWriter, key_hashes
 from byrondbm.engine.sstable.block import KIND_LARGE, KIND_TOMBSTONE, KIND_VALUE, encode_block, point_pairs
 from byrondbm.options import Options
@@ -305,48 +303,23 @@ def test_a_table_adopts_the_values_of_the_memtable_it_holds_and_refuses_others(t
     values = {k: v for k, _, v in entries}
     reader, props, cache = table_of(tmp_path, entries)
     _, points_key, _, _ = reader.point_parts()
-    assert not reader.adopt_points(dict(list(values.items())[:-1]), b"")  # not the table's keys
+    assert not reader.adopt_points(dict(list(values.items())[:-1]))  # not the table's keys: left to gathering
     assert cache.peek(points_key) is None
-    assert reader.adopt_points(values, b"")
+    assert reader.adopt_points(values)
     points = cache.peek(points_key)[0]  # type: ignore[index]
     assert isinstance(points, TablePoints) and points == values and points.missing == 0
     assert cache.charge == cache.peek(points_key)[1] >= props.raw_data_bytes  # type: ignore[index]
     points._check()
-    assert not reader.adopt_points(values, b"")  # already there
+    assert not reader.adopt_points(values)  # already there
     for key, negseq, value in entries:
         assert reader.get(key, key_hashes(key), LATEST) == (key, negseq, value)
     reader.close()
     (tmp_path / "large").mkdir()
     large, _, large_cache = table_of(tmp_path / "large", [(b"k%03d" % i, -1, bytes(300)) for i in range(40)],
                                      large_value_threshold=100)  # type: ignore[arg-type]
-    assert not large.adopt_points({b"k%03d" % i: bytes(300) for i in range(40)}, b"")  # values out of line
+    assert not large.adopt_points({b"k%03d" % i: bytes(300) for i in range(40)})  # values out of line
     assert len(large_cache) == 0
     large.close()
-
-
-def _no_sort(*args: object, **kwargs: object) -> list:
-    raise AssertionError("sorted the keys of adopted points")
-
-
-def test_adopted_points_take_their_order_from_the_flush_and_never_a_wrong_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    rng = random.Random(4)
-    written = list(dict.fromkeys(b"k%05d" % rng.randrange(10**5) for _ in range(2000)))  # first-write order
-    values = {k: b"v" + k for k in written}
-    keys = sorted(written)
-    right = array("I", map(written.index, keys))
-    swapped, repeated = array("I", right), array("I", right)
-    swapped[10], swapped[11] = swapped[11], swapped[10]
-    repeated[5] = repeated[6]
-    for key_order in (right.tobytes(), swapped.tobytes(), repeated.tobytes(), right.tobytes()[:-4], b"",
-                      b"\xff" * 4 * len(keys)):
-        points = TablePoints.whole(3, values, key_order)
-        assert list(points) == written  # the memtable's order: the dict as adopted
-        if key_order == right.tobytes():
-            with monkeypatch.context() as m:
-                m.setattr(points_module, "sorted", _no_sort, raising=False)
-                assert points.columns() == (keys, [b"v" + k for k in keys])
-        assert points.columns() == (keys, [b"v" + k for k in keys])
-    assert TablePoints.whole(1, {b"a": b"1"}, array("I", [0]).tobytes()).columns() == ([b"a"], [b"1"])
 
 
 def test_flushed_memtables_become_their_tables_points_and_gets_read_no_block(tmp_path: Path) -> None:
@@ -369,23 +342,3 @@ def test_flushed_memtables_become_their_tables_points_and_gets_read_no_block(tmp
         assert after["block_cache_hits"] > before["block_cache_hits"]
     with byrondbm.open(tmp_path / "db", "r") as db:  # what the points answered is what the tables hold
         assert [db.get(k) for k in model] == list(model.values())
-
-
-def test_scans_of_flushed_tables_without_tombstones_come_from_their_adopted_points(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(points_module, "sorted", _no_sort, raising=False)  # the flush jobs' key order serves
-    options = dict(memtable_size=32 << 10, l0_compaction_trigger=30, l0_slowdown_trigger=40, l0_stop_trigger=50)
-    rng = random.Random(5)
-    with byrondbm.open(tmp_path / "db", "c", block_cache_size=1 << 24, **options) as db:  # type: ignore[arg-type]
-        model = {b"k%06d" % rng.randrange(10**6): b"v%d" % i for i in range(3000)}
-        for k, v in model.items():
-            db[k] = v
-        deadline = time.monotonic() + 60
-        while db.stats()["immutable_memtables"] and time.monotonic() < deadline:
-            time.sleep(0.01)
-        before = db.stats()
-        assert before["levels"][0]["files"] >= 3
-        assert list(db.items()) == sorted(model.items())
-        assert list(db.scan(reverse=True)) == sorted(model.items(), reverse=True)
-        assert db.stats()["block_cache_misses"] == before["block_cache_misses"]  # no block read or decoded

@@ -192,7 +192,7 @@ class Compactor:
         if len(outputs) == 1:  # its first lookups need no block read (a flush writes one table)
             values = mem.newest_values()
             if values is not None:
-                outputs[0].adopt_points(values, result.key_order)
+                outputs[0].adopt_points(values)
 
         def build(cur: Version) -> Version:
             imms = tuple(m for m in cur.imms if m is not mem)

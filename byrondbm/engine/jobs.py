@@ -14,7 +14,6 @@ which the next writable open removes (docs/design.md, "Background work").
 from __future__ import annotations
 
 import dataclasses
-from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain
@@ -72,10 +71,6 @@ class JobResult:
     """Finished tables under temporary names, in key order."""
     count_delta: int = 0
     """A flush's change to the number of live keys."""
-    key_order: bytes = b""
-    """A flush's keys in key order, as their positions (array "I") among its keys in first-write order,
-    the memtable's dict order: what puts the keys of the points its table adopts in order with no sort
-    (`TablePoints.columns`)."""
 
 
 def temp_path(directory: str, job: int) -> Callable[[int], str]:
@@ -115,14 +110,12 @@ def _flush_log(job: FlushJob) -> JobResult:
     cache = BlockCache(_JOB_CACHE)
     below = [_open(job.directory, numbers, cache) for numbers in job.below]
     try:
-        result = flush_entries(entries, keys, live, below, job.smallest_snapshot, job.options, job.mode,
-                               temp_path(job.directory, job.job), not older)
+        return flush_entries(entries, keys, live, below, job.smallest_snapshot, job.options, job.mode,
+                             temp_path(job.directory, job.job), not older)
     finally:
         for level in below:
             for t in level:
                 t.close()
-    position = dict(zip(newest, range(len(newest))))  # first-write order, as the memtable's `new_keys`
-    return dataclasses.replace(result, key_order=array("I", map(position.__getitem__, keys)).tobytes())
 
 
 def flush_entries(

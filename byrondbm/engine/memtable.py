@@ -298,10 +298,9 @@ class Memtable:
         return [e[-1] if type(e) is list else e for e in map(get, self.new_keys)]  # type: ignore[misc]
 
     def newest_values(self) -> dict[bytes, bytes | None] | None:
-        """Each key's value (None: a tombstone), in first-write order (``new_keys``'), when every key holds
-        one version, else None: for the table flushed from this memtable, whose content that then is, to
-        start with its points gathered (`TableReader.adopt_points`). Cost: O(keys), in C, in the order the
-        keys were allocated (~0.2 µs a key); the keys and values are shared, not copied."""
+        """Each key's value (None: a tombstone) when every key holds one version, else None: for the table
+        flushed from this memtable, whose content that then is, to start with its points gathered
+        (`TableReader.adopt_points`). Cost: O(keys), in C; the keys and values are shared, not copied."""
         if not self.one_version:
             return None
         m = self._map

@@ -8,15 +8,11 @@ It lives in the block cache (one item per table, at `points_key`, charged as the
 drops it whole; it grows only while the cache has room to grow into (`BlockCache.grow`). It keeps no
 sequence numbers: it answers only a reader that sees every entry of the table (`TableReader.point_parts`;
 and a scan of a complete table with no tombstone, `TableReader.chunks`); an older reader reads the blocks.
-A table flushed from a memtable starts complete: it adopts the memtable's values (`TableReader.adopt_points`).
 """
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Iterable
-from itertools import islice
-from operator import itemgetter, lt
 
 from .cache import BLOCK_BITS
 
@@ -39,7 +35,7 @@ class TablePoints(dict[bytes, "bytes | None"]):
     entries when it equals block ``b - 1``'s last key, `point_pairs`): its newest value is in the block
     where it starts, and until that block is gathered the key is unknown, not wrong."""
 
-    __slots__ = ("loaded", "missing", "order", "key_order")
+    __slots__ = ("loaded", "missing", "order")
 
     def __init__(self, num_blocks: int) -> None:
         super().__init__()
@@ -49,42 +45,16 @@ class TablePoints(dict[bytes, "bytes | None"]):
         """The keys in ascending order and their values, as two columns, once every block is gathered and a
         scan has asked for them (`TableReader.chunks` then serves a scan that sees the whole table from
         here by slicing them: no block read, no dict probe a key)."""
-        self.key_order = b""
-        """What puts the keys in order without a sort, for points adopted from a flushed memtable
-        (`columns`)."""
 
     @classmethod
-    def whole(cls, num_blocks: int, values: dict[bytes, bytes | None], key_order: bytes) -> "TablePoints":
-        """The points of a table whose every key ``values`` holds with its newest value, every block marked
-        gathered; ``key_order`` as `columns` takes it. Cost: one dict copy, in C."""
+    def whole(cls, num_blocks: int, values: dict[bytes, bytes | None]) -> "TablePoints":
+        """The points of a table whose every key and newest value ``values`` holds, every block marked
+        gathered. Cost: one dict copy, in C."""
         points = cls(num_blocks)
         points.update(values)
         points.loaded[:] = b"\x01" * num_blocks
         points.missing = 0
-        points.key_order = key_order
         return points
-
-    def columns(self) -> tuple[list[bytes], list[bytes | None]]:
-        """The keys in ascending order and their values, for `order` (every block gathered).
-
-        ``key_order``, when set (points adopted from a flushed memtable, `TableReader.adopt_points`), names
-        for each key in ascending order its position in the dict's own order (array "I"), as the flush job
-        that sorted the keys found it: the columns are then two C-level gathers, ~15 ms for 50,000 keys
-        where a sort of the keys, scattered in memory in write order, and a probe a key take ~30. The
-        result is checked strictly ascending: as many keys as the dict holds, each one of them, strictly
-        ascending, can only be all of them in order, so a wrong ``key_order`` costs the sort, never a
-        wrong order."""
-        n = len(self)
-        positions = array("I")
-        if n > 1 and len(self.key_order) == positions.itemsize * n:
-            positions.frombytes(self.key_order)
-            if max(positions) < n:
-                take = itemgetter(*positions)
-                keys: list[bytes] = list(take(list(self)))
-                if all(map(lt, keys, islice(keys, 1, None))):
-                    return keys, list(take(list(self.values())))
-        keys = sorted(self)
-        return keys, list(map(self.__getitem__, keys))
 
     def gather(self, blocks: list[int], pairs: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Add ``pairs``, the `point_pairs` of data blocks ``blocks`` (none gathered yet: the caller holds

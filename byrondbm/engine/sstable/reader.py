@@ -309,15 +309,13 @@ class TableReader:
         missing or its block ``bisect_left(last_keys, key)`` is gathered; else `get` must tell."""
         return self._last_keys, self._points_key, -self.properties.max_seq, self._cache
 
-    def adopt_points(self, values: dict[bytes, bytes | None], key_order: bytes) -> bool:
+    def adopt_points(self, values: dict[bytes, bytes | None]) -> bool:
         """Cache ``values``, every key of this table and its newest value (from the memtable it was flushed
         from), as the table's `TablePoints`, complete, if the cache has room for them as gathered blocks:
         so the first lookups of a freshly flushed table read no block, where gathering costs ~0.8 µs a key
-        (a pread, CRC and decode a block), for ~0.2 µs a key of the flusher's copy. ``key_order`` (the
-        flush job's `JobResult.key_order`) lets a scan put the keys in order without a sort
-        (`TablePoints.columns`). Refused, and left to gathering, when ``values`` does not hold as many
-        keys as the table has entries (a flush writes each key of a one-version memtable once), the table
-        has values stored out of line (points leave those out) or points already. True if cached."""
+        (a pread, CRC and decode a block). Refused, and left to gathering, when ``values`` does not hold
+        exactly the table's keys (by count: a flush writes each key of a one-version memtable once) or the
+        table has values stored out of line (points leave those out). True if cached."""
         props = self.properties
         if (
             len(values) != props.num_entries
@@ -325,11 +323,10 @@ class TableReader:
             or self._peek(self._points_key) is not None
         ):
             return False
-        charge = point_charge(props.raw_data_bytes, props.num_entries, self._num_blocks) + len(key_order)
+        charge = point_charge(props.raw_data_bytes, props.num_entries, self._num_blocks)
         if not self._cache.has_room(charge):
             return False
-        points = TablePoints.whole(self._num_blocks, values, key_order)
-        return self._cache.add_if_room(self._points_key, points, charge)
+        return self._cache.add_if_room(self._points_key, TablePoints.whole(self._num_blocks, values), charge)
 
     def get_many(self, keys: list[bytes], read_negseq: int) -> dict[int, bytes | None]:
         """The value (None: a tombstone) of the newest entry visible at ``read_negseq`` of each of ``keys``
@@ -460,7 +457,8 @@ class TableReader:
         if order is None:
             if points.missing or not self._cache.grow(self._points_key, points, 16 * len(points)):
                 return None
-            order = points.order = points.columns()  # type: ignore[assignment]
+            keys = sorted(points)
+            order = points.order = keys, list(map(points.__getitem__, keys))
         self._cache_hit(self._points_key)
         return order  # type: ignore[return-value]  # no tombstone: no None
 
