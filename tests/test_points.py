@@ -6,7 +6,6 @@ second-chance eviction and growth headroom that decide how much is held so."""
 from __future__ import annotations
 
 import random
-import time
 from bisect import bisect_left
 from itertools import islice
 from pathlib import Path
@@ -296,49 +295,3 @@ def test_a_table_of_large_values_caches_no_empty_points(tmp_path: Path) -> None:
         assert reader.get(key, key_hashes(key), LATEST) == (key, negseq, value)
     assert cache.peek(points_key) is None  # nothing gathered: the blocks are cached as bytes
     assert len(cache) > 0
-
-
-def test_a_table_adopts_the_values_of_the_memtable_it_holds_and_refuses_others(tmp_path: Path) -> None:
-    entries = [(b"k%03d" % i, -(i + 1), None if i % 7 == 0 else b"v%d" % i) for i in range(200)]
-    values = {k: v for k, _, v in entries}
-    reader, props, cache = table_of(tmp_path, entries)
-    _, points_key, _, _ = reader.point_parts()
-    assert not reader.adopt_points(dict(list(values.items())[:-1]))  # not the table's keys: left to gathering
-    assert cache.peek(points_key) is None
-    assert reader.adopt_points(values)
-    points = cache.peek(points_key)[0]  # type: ignore[index]
-    assert isinstance(points, TablePoints) and points == values and points.missing == 0
-    assert cache.charge == cache.peek(points_key)[1] >= props.raw_data_bytes  # type: ignore[index]
-    points._check()
-    assert not reader.adopt_points(values)  # already there
-    for key, negseq, value in entries:
-        assert reader.get(key, key_hashes(key), LATEST) == (key, negseq, value)
-    reader.close()
-    (tmp_path / "large").mkdir()
-    large, _, large_cache = table_of(tmp_path / "large", [(b"k%03d" % i, -1, bytes(300)) for i in range(40)],
-                                     large_value_threshold=100)  # type: ignore[arg-type]
-    assert not large.adopt_points({b"k%03d" % i: bytes(300) for i in range(40)})  # values out of line
-    assert len(large_cache) == 0
-    large.close()
-
-
-def test_flushed_memtables_become_their_tables_points_and_gets_read_no_block(tmp_path: Path) -> None:
-    options = dict(memtable_size=32 << 10, l0_compaction_trigger=30, l0_slowdown_trigger=40, l0_stop_trigger=50)
-    with byrondbm.open(tmp_path / "db", "c", block_cache_size=1 << 24, **options) as db:  # type: ignore[arg-type]
-        model: dict[bytes, bytes | None] = {b"k%05d" % i: b"v%d" % i for i in range(3000)}
-        for k, v in model.items():
-            db[k] = v
-        for k in list(model)[::7]:
-            del db[k]
-            model[k] = None
-        deadline = time.monotonic() + 60
-        while db.stats()["immutable_memtables"] and time.monotonic() < deadline:
-            time.sleep(0.01)
-        before = db.stats()
-        assert before["immutable_memtables"] == 0 and before["levels"][0]["files"] >= 3
-        assert [db.get(k) for k in model] == list(model.values())
-        after = db.stats()
-        assert after["block_cache_misses"] == before["block_cache_misses"]  # every key from the points
-        assert after["block_cache_hits"] > before["block_cache_hits"]
-    with byrondbm.open(tmp_path / "db", "r") as db:  # what the points answered is what the tables hold
-        assert [db.get(k) for k in model] == list(model.values())

@@ -189,10 +189,6 @@ class Compactor:
     def _install_flush(self, mem: Memtable, result: JobResult) -> None:
         vs = self._vs
         outputs = self._rename(result)
-        if len(outputs) == 1:  # its first lookups need no block read (a flush writes one table)
-            values = mem.newest_values()
-            if values is not None:
-                outputs[0].adopt_points(values)
 
         def build(cur: Version) -> Version:
             imms = tuple(m for m in cur.imms if m is not mem)

@@ -297,15 +297,6 @@ class Memtable:
             return list(map(get, self.new_keys))  # type: ignore[arg-type]
         return [e[-1] if type(e) is list else e for e in map(get, self.new_keys)]  # type: ignore[misc]
 
-    def newest_values(self) -> dict[bytes, bytes | None] | None:
-        """Each key's value (None: a tombstone) when every key holds one version, else None: for the table
-        flushed from this memtable, whose content that then is, to start with its points gathered
-        (`TableReader.adopt_points`). Cost: O(keys), in C; the keys and values are shared, not copied."""
-        if not self.one_version:
-            return None
-        m = self._map
-        return dict(zip(m, map(_VALUE, m.values())))  # type: ignore[arg-type]
-
     @classmethod
     def restore(
         cls,

@@ -36,10 +36,9 @@ def raw_charge(size: int) -> int:
     return size + ENTRY_OVERHEAD
 
 
-def point_charge(size: int, entries: int, blocks: int = 1) -> int:
-    """Charge of ``blocks`` blocks of ``size`` bytes and ``entries`` entries in all, gathered into a
-    `TablePoints`."""
-    return size + ENTRY_OVERHEAD * blocks + POINT_ENTRY * entries
+def point_charge(size: int, entries: int) -> int:
+    """Charge of a block of ``size`` bytes and ``entries`` entries gathered into a `TablePoints`."""
+    return size + ENTRY_OVERHEAD + POINT_ENTRY * entries
 
 
 def decoded_charge(size: int, entries: int) -> int:

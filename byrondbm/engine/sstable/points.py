@@ -46,16 +46,6 @@ class TablePoints(dict[bytes, "bytes | None"]):
         scan has asked for them (`TableReader.chunks` then serves a scan that sees the whole table from
         here by slicing them: no block read, no dict probe a key)."""
 
-    @classmethod
-    def whole(cls, num_blocks: int, values: dict[bytes, bytes | None]) -> "TablePoints":
-        """The points of a table whose every key and newest value ``values`` holds, every block marked
-        gathered. Cost: one dict copy, in C."""
-        points = cls(num_blocks)
-        points.update(values)
-        points.loaded[:] = b"\x01" * num_blocks
-        points.missing = 0
-        return points
-
     def gather(self, blocks: list[int], pairs: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Add ``pairs``, the `point_pairs` of data blocks ``blocks`` (none gathered yet: the caller holds
         the table's gather lock and checked), then mark the blocks: the dict is updated first, so a

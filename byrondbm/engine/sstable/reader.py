@@ -309,25 +309,6 @@ class TableReader:
         missing or its block ``bisect_left(last_keys, key)`` is gathered; else `get` must tell."""
         return self._last_keys, self._points_key, -self.properties.max_seq, self._cache
 
-    def adopt_points(self, values: dict[bytes, bytes | None]) -> bool:
-        """Cache ``values``, every key of this table and its newest value (from the memtable it was flushed
-        from), as the table's `TablePoints`, complete, if the cache has room for them as gathered blocks:
-        so the first lookups of a freshly flushed table read no block, where gathering costs ~0.8 µs a key
-        (a pread, CRC and decode a block). Refused, and left to gathering, when ``values`` does not hold
-        exactly the table's keys (by count: a flush writes each key of a one-version memtable once) or the
-        table has values stored out of line (points leave those out). True if cached."""
-        props = self.properties
-        if (
-            len(values) != props.num_entries
-            or props.data_size != props.stored_data_bytes + TRAILER_SIZE * self._num_blocks
-            or self._peek(self._points_key) is not None
-        ):
-            return False
-        charge = point_charge(props.raw_data_bytes, props.num_entries, self._num_blocks)
-        if not self._cache.has_room(charge):
-            return False
-        return self._cache.add_if_room(self._points_key, TablePoints.whole(self._num_blocks, values), charge)
-
     def get_many(self, keys: list[bytes], read_negseq: int) -> dict[int, bytes | None]:
         """The value (None: a tombstone) of the newest entry visible at ``read_negseq`` of each of ``keys``
         (ascending) that has one here, by position in ``keys``. A reader that sees the whole table asks its
