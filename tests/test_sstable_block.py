@@ -235,6 +235,21 @@ def _damaged(contents: bytes, size: int | None = None, lookup: bool = True) -> N
             find_in_block(contents + TRAILER, size, b"apple", -2, 0, "bad.sst")
 
 
+@pytest.mark.parametrize("value_width", [0, 1, 16, 100, 3000])
+def test_blocks_of_one_key_length_and_one_value_length_decode_as_any_other(value_width: int) -> None:
+    """Keys of one length and values of another are cut by one `struct` unpack after a compare of the
+    offsets; values as long as a large reference, empty (tombstones) or past 64 KiB in all (4-byte
+    offsets) included, and a block one byte off that shape takes the general path."""
+    n = 40
+    value = (lambda i: None) if value_width == 0 else (lambda i: bytes([i]) * value_width)
+    entries = [(b"key%05d" % i, -(i + 1), value(i)) for i in range(n)]
+    if value_width == 16:
+        entries[3] = (entries[3][0], entries[3][1], LargeValue(7, 1 << 20))
+    assert decode_block(build(entries) + TRAILER, len(build(entries)), "t.sst") == (entries, value_width == 16)
+    ragged = entries[:-1] + [(b"key%05dx" % n, -(n + 1), value(n))]
+    assert decode_block(build(ragged) + TRAILER, len(build(ragged)), "t.sst")[0] == ragged
+
+
 def test_decode_rejects_inconsistent_blocks() -> None:
     entries = [(b"apple", -2, b"red"), (b"apricot", -1, b"orange")]
     good = build(entries)

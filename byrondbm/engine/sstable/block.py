@@ -128,11 +128,16 @@ def encoded_size(keys: list[bytes], values: list[bytes]) -> int:
 
 
 @lru_cache(maxsize=1024)
-def _uniform(start: int, width: int, n: int, code: str) -> tuple[bytes, struct.Struct]:
-    """The ends column (as stored, `code` "H" or "I") of ``n`` strings of ``width`` bytes from ``start``, and
-    the `struct.Struct` that cuts them: a block's columns take few shapes, so both are made once."""
-    ends = range(start + width, start + width * n + 1, width)
-    return struct.pack(f"<{n}{code}", *ends), struct.Struct(f"{width}s" * n)
+def _uniform(start: int, widths: tuple[int, ...], n: int, code: str) -> tuple[bytes, struct.Struct]:
+    """For consecutive columns of ``n`` strings each from ``start``, every string of column ``k``
+    ``widths[k]`` bytes long: their ends columns as stored, one after the other (`code` "H" or "I"), and
+    the `struct.Struct` that cuts all their strings at ``start``. A block's columns take few shapes, so
+    both are made once."""
+    ends: list[int] = []
+    for width in widths:
+        at = ends[-1] if ends else start
+        ends += range(at + width, at + width * n + 1, width) if width else [at] * n
+    return struct.pack(f"<{len(ends)}{code}", *ends), struct.Struct("".join(f"{width}s" * n for width in widths))
 
 
 def _strings(
@@ -141,15 +146,14 @@ def _strings(
     """The ``n`` byte strings of ``raw`` from ``start`` whose ends are the column of offsets (`code` "H" or
     "I") at ``ends_at``, all inside ``raw[:limit]``, and where the last one ends.
 
-    When they all have one length (fixed-size keys or values, the common case) the column is compared
-    with the one that length makes (`_uniform`: a memcmp, no int made) and one `struct` unpack cuts the
-    strings in C, ~3× faster than a slice each. Offsets out of order or past ``limit`` raise
-    `CorruptionError`.
+    When they all have one length the column is compared with the one that length makes (`_uniform`: a
+    memcmp, no int made) and one `struct` unpack cuts the strings in C, ~3× faster than a slice each.
+    Offsets out of order or past ``limit`` raise `CorruptionError`.
     """
     width = _FIRST[code].unpack_from(raw, ends_at)[0] - start
     end = start + width * n
     if width > 0 and end <= limit and (code == "I" or end <= 0xFFFF):
-        column, cut = _uniform(start, width, n, code)
+        column, cut = _uniform(start, (width,), n, code)
         if raw.startswith(column, ends_at):
             return cut.unpack_from(raw, start), end
     ends = struct.unpack_from(f"<{n}{code}", raw, ends_at)
@@ -181,8 +185,9 @@ def decode(raw: bytes, size: int, path: str) -> DecodedBlock:
 def _columns(raw: bytes, size: int, path: str) -> tuple[Sequence[bytes], Sequence[StoredValue], bool, bool, int]:
     """``(keys, values, has_large, clean, seqs_at)`` of the data block in ``raw[:size]``: its key and value
     columns (a tombstone's value None, a large one's `LargeValue`), whether a value is large, whether every
-    value is an inline one, and where the sequence numbers start. Cost: O(entries) in C (see `_strings`),
-    plus a Python step per tombstone or large value. Anything that does not fit raises `CorruptionError`."""
+    value is an inline one, and where the sequence numbers start. Cost: O(entries) in C (one `struct` cut
+    when the keys have one length and the values another, else `_strings`), plus a Python step per
+    tombstone or large value. Anything that does not fit raises `CorruptionError`."""
     if size < TAIL_SIZE:
         raise CorruptionError("data block shorter than its entry count", path)
     n, width = _TAIL.unpack_from(raw, size - TAIL_SIZE)
@@ -192,11 +197,24 @@ def _columns(raw: bytes, size: int, path: str) -> tuple[Sequence[bytes], Sequenc
     columns_at = seqs_at - 2 * width * n
     if code is None or n == 0 or columns_at < 0:
         raise CorruptionError(f"data block of {size} bytes cannot hold {n} entries of width {width}", path)
-    keys, keys_end = _strings(raw, 0, columns_at, n, code, columns_at, path)
+    keys: Sequence[bytes]
     values: Sequence[StoredValue]
-    values, values_end = _strings(raw, keys_end, columns_at + width * n, n, code, columns_at, path)
-    if values_end != columns_at:
-        raise CorruptionError("data block values do not end where its columns start", path)
+    # Keys of one length and values of one length (the common case): both ends columns compared with the
+    # ones those lengths make, and every key and value cut by one `struct` unpack.
+    key_width = _FIRST[code].unpack_from(raw, columns_at)[0]
+    value_width, spare = divmod(columns_at - key_width * n, n)
+    fields = None
+    if key_width > 0 and value_width >= 0 and not spare and (code == "I" or columns_at <= 0xFFFF):
+        both, cut = _uniform(0, (key_width, value_width), n, code)
+        if raw.startswith(both, columns_at):
+            fields = cut.unpack_from(raw, 0)
+    if fields is not None:
+        keys, values = fields[:n], fields[n:]
+    else:
+        keys, keys_end = _strings(raw, 0, columns_at, n, code, columns_at, path)
+        values, values_end = _strings(raw, keys_end, columns_at + width * n, n, code, columns_at, path)
+        if values_end != columns_at:
+            raise CorruptionError("data block values do not end where its columns start", path)
     kinds = raw[kinds_at : kinds_at + n]
     has_large = False
     clean = kinds.count(KIND_VALUE) == n
