@@ -89,9 +89,11 @@ def test_bloom_filter_saves_reads_of_absent_keys(tmp_path: Path) -> None:
     negatives = after["bloom_negatives"] - s["bloom_negatives"]
     assert checks >= 1900  # all but keys falling between two tables of a level
     reads = after["block_cache_hits"] + after["block_cache_misses"] - s["block_cache_hits"] - s["block_cache_misses"]
-    # The filter turns most away; an empty hash bucket some of those its first probe let pass.
-    assert negatives >= 0.7 * checks
-    assert reads <= 0.05 * checks  # ~1 % false positives at 10 bits a key
+    # The filter turns most away; an empty hash bucket some of those its first probe let pass. These tables
+    # have fewer than TRUSTED_HINT_BLOCKS blocks, so a hash bucket naming a block whose range holds the key
+    # does not skip the filter's other probes (it would here: 52 reads instead of 14).
+    assert negatives >= 0.8 * checks
+    assert reads <= 0.015 * checks  # ~1 % false positives at 10 bits a key
     assert reads <= checks - negatives
 
 

@@ -54,7 +54,7 @@ def _lookup(mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], .
         for level in levels[1:]
         if level
     )
-    caches = {id(t.point_parts()[3]): t.point_parts()[3] for t in parts}
+    caches = {id(cache): cache for cache in (t.point_parts()[3] for t in parts)}
     assert len(caches) <= 1, "the tables of a version share one block cache"
     cache = next(iter(caches.values())) if caches else BlockCache(0)
     peek, mark, counts = cache.peek, cache.mark, cache.counts

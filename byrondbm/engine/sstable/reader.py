@@ -270,16 +270,17 @@ class TableReader:
                     break
         elif self._lookup(h2) == ABSENT:  # an empty home bucket (or damage: raises)
             return None
-        if b < 0:  # no bucket names a block whose range holds the key: the other bloom probes
+        if entry is MISSED_HINT and (b < 0 or not self._hints_trusted):  # the other bloom probes
             d = h2 % m
             for _ in self._bloom_rest:
                 h = (h + d) % m
                 if not bits[h >> 3] & (1 << (h & 7)):
                     self.bloom_negatives += 1
                     return None
-            b = bisect_left(keys, key)
-            if b == self._num_blocks:
-                return None
+            if b < 0:  # no bucket names a block whose range holds the key
+                b = bisect_left(keys, key)
+                if b == self._num_blocks:
+                    return None
         while True:  # more than once only when the key's versions continue into the next block
             if entry is MISSED_HINT:
                 block = self._cache_get(self._cache_base + b)
