@@ -256,7 +256,7 @@ class TableReader:
                 b, hint = at, s_hint
                 item = self._peek(self._cache_base + b)
                 if item is None:
-                    break  # not cached: read with the hint (below), the other bloom probes skipped
+                    break  # not cached: read with the hint (below; in a small table after the other probes)
                 block = item[0]
                 if block.__class__ is bytes:
                     entry = find_in_block(block, len(block) - TRAILER_SIZE, key, read_negseq, hint, self.path, False)  # type: ignore[arg-type]
