@@ -229,7 +229,8 @@ class TableReader:
             raise error(f"table {self.path} is closed")
         self.bloom_checks += 1
         # BloomFilter.may_contain, inlined (a call is ~10 % of a lookup): its first probe, which turns away
-        # most absent keys, here; the others only if the hash index does not prove the key present.
+        # most absent keys, here; the others only if the hash index neither proves the key present nor, in
+        # a table of TRUSTED_HINT_BLOCKS blocks or more, names the block whose range holds it.
         m = self._bloom_m
         bits = self._bloom_bits
         h = hashes[0] % m
