@@ -192,7 +192,7 @@ class Compactor:
 
         def build(cur: Version) -> Version:
             imms = tuple(m for m in cur.imms if m is not mem)
-            return Version(cur.mem, imms, (tuple(outputs) + cur.levels[0],) + cur.levels[1:])
+            return Version(cur.mem, imms, (tuple(outputs) + cur.levels[0],) + cur.levels[1:], cur.published)
 
         with vs.lock:
             cur = vs.current
@@ -327,4 +327,4 @@ def _replace(cur: Version, gone: set[int], output_level: int, outputs: list[Tabl
         levels[0] = sorted(levels[0] + outputs, key=lambda t: -t.properties.max_seq)
     else:
         levels[output_level] = sorted(levels[output_level] + outputs, key=lambda t: t.smallest)
-    return Version(cur.mem, cur.imms, levels)
+    return Version(cur.mem, cur.imms, levels, cur.published)

@@ -93,6 +93,7 @@ class Engine:
         self._refresh_interval = options.refresh_interval
         self._next_refresh = 0.0  # monotonic time of a reader's next refresh by refresh_interval
         self._view: tuple[int, Version]  # a reader's (-sequence number, version), published together
+        self._published = [0]  # the writer's last published sequence number, negated: a get's default
 
         try:
             dirs.prepare(directory, create and not read_only, replace, mode)
@@ -124,6 +125,8 @@ class Engine:
         self._closed = False
         self._alive[0] = True
         if not read_only:
+            self._vs.on_install = self._installed
+            self._installed(self._vs.current)
             self._compactor = Compactor(self._vs, options, mode, self._smallest_snapshot, self._on_change)
             if options.background_compaction:
                 self._compactor.start()
@@ -136,7 +139,8 @@ class Engine:
 
     def _create(self) -> None:
         state = ManifestState(next_file=1)
-        self._vs = VersionSet(self.directory, state, Version(Memtable(0), (), [()] * MAX_LEVELS), self._cache, self._mode)
+        empty = Version(Memtable(0), (), [()] * MAX_LEVELS, self._published)
+        self._vs = VersionSet(self.directory, state, empty, self._cache, self._mode)
         self._start_log([])
         self._last_seq = 0
 
@@ -148,7 +152,7 @@ class Engine:
         self._wal = LogWriter(self._path(filenames.log_name(number)), number, self._durability, self._mode)
         sync_dir(self.directory)
         self._mem = Memtable(number)
-        vs.current = Version(self._mem, tuple(imms), vs.current.levels)
+        vs.current = Version(self._mem, tuple(imms), vs.current.levels, self._published)
         vs.start_manifest()
 
     def _open_writer(self) -> None:
@@ -156,7 +160,8 @@ class Engine:
         image), else start a fresh log; keep every other log's memtable as immutable (the flusher writes
         them to L0); write a fresh manifest and remove every file it does not reference."""
         r = recover(self.directory, self._cache)
-        self._vs = VersionSet(self.directory, r.state, Version(Memtable(0), (), r.levels), self._cache, self._mode)
+        self._vs = VersionSet(self.directory, r.state, Version(Memtable(0), (), r.levels, self._published), self._cache,
+                              self._mode)
         self._images = r.whole_images
         resume = r.memtables[-1] if r.memtables and r.memtables[-1].log_number in r.whole_images else None
         if r.memtables and resume is None:  # the last log was the active one: its writes were never counted
@@ -169,6 +174,7 @@ class Engine:
         else:
             self._resume_log(resume, imms)
         self._last_seq = r.last_seq
+        self._published[0] = -r.last_seq
         self._vs.remove_obsolete_files()
 
     def _resume_log(self, mem: Memtable, imms: list[Memtable]) -> None:
@@ -179,7 +185,7 @@ class Engine:
         path = self._path(filenames.log_name(mem.log_number))
         self._wal = LogWriter(path, mem.log_number, self._durability, self._mode)
         self._mem = mem
-        vs.current = Version(mem, tuple(imms), vs.current.levels)
+        vs.current = Version(mem, tuple(imms), vs.current.levels, self._published)
         vs.start_manifest()
 
     def _open_reader(self) -> None:
@@ -230,9 +236,10 @@ class Engine:
                 end = wal.add_put(seq, key, value)  # type: ignore[union-attr]
             except OSError as e:
                 raise error(e.errno, f"write to the log failed: {e.strerror}", wal.path) from e  # type: ignore[union-attr]
-            # Published first: point reads (lock-free) read at _last_seq and see either the old entry or
-            # this one, a single dict store apart.
+            # Published first: point reads (lock-free) read at the published sequence number and see either
+            # the old entry or this one, a single dict store apart.
             self._last_seq = seq
+            self._published[0] = -seq
             mem.put((key, -seq, value), self._pinned)
         if self._durability is SYNC:
             self._sync_to(wal, end)  # type: ignore[arg-type]
@@ -259,6 +266,7 @@ class Engine:
                 put((key, -seq, value), True)
                 seq += 1
             self._last_seq = seq - 1
+            self._published[0] = 1 - seq
         if self._durability is SYNC:
             self._sync_to(wal, end)  # type: ignore[arg-type]
 
@@ -396,12 +404,23 @@ class Engine:
     # ------------------------------------------------------------------ reading
 
     def get(self, key: bytes, read_negseq: Optional[int] = None) -> Optional[bytes]:
-        """The value of ``key`` as of ``-read_negseq`` (a snapshot's), by default the last published write."""
+        """The value of ``key`` as of ``-read_negseq`` (a snapshot's), by default the last published write.
+
+        An open engine shadows this method with an instance attribute: a writer's is the current version's
+        lookup itself (`_installed`; it reads the published sequence number from the cell every version of
+        the writer shares), so a get runs no frame of the engine's (~0.3 µs of a ~2.5 µs get); a reader's is
+        `_reader_get`. This method answers what those do, and serves a closed engine, which it refuses."""
         if self._closed:
             raise error("database is closed")
         if read_negseq is None:
             read_negseq = -self._last_seq
         return self._vs.current.get(key, read_negseq)
+
+    def _installed(self, v: Version) -> None:
+        """`VersionSet.on_install` of a writer: point `get` at the lookup of ``v``, now the current version
+        (not once closing has begun: `close` removes it, so gets raise)."""
+        if not self._closed:
+            self.get = v.get  # type: ignore[method-assign]
 
     def get_many(self, keys: list[bytes], read_negseq: Optional[int] = None) -> list[Optional[bytes]]:
         """The values of ``keys`` (any order) as of one moment, ``-read_negseq`` (a snapshot's) or by default
@@ -554,9 +573,11 @@ class Engine:
             self._closed = True
             self._alive[0] = False
             self._limit = 0
+            self.__dict__.pop("get", None)  # gets now raise (`get`, the method)
         try:
             if self._compactor is not None:
                 self._compactor.stop()
+            self.__dict__.pop("get", None)  # (in case a job installed a version meanwhile)
             if self._wal is not None:
                 self._wal.close(sync=True)
                 self._save_images()

@@ -20,18 +20,23 @@ from .sstable import BlockCache, TablePoints, TableReader, key_hashes
 MAX_LEVELS = 7
 
 
-Lookup = Callable[[bytes, int], "bytes | None"]
-"""``lookup(key, read_negseq)``: the value of the newest entry of ``key`` visible at ``read_negseq``; None
-when that entry is a tombstone or there is none."""
+Lookup = Callable[..., "bytes | None"]
+"""``lookup(key, read_negseq=None)``: the value of the newest entry of ``key`` visible at ``read_negseq``
+(by default the writer's last published sequence number, the version's ``published`` cell); None when that
+entry is a tombstone or there is none."""
 
 
 _ABSENT = object()
 
 
-def _lookup(mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], ...]) -> Lookup:
+def _lookup(
+    mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], ...], published: list[int] | None
+) -> Lookup:
     """The point lookup of a version, built once when the version is: a closure over the memtables' and
     tables' bound lookups and each run's key bounds, so a lookup runs one Python frame of its own, with
-    no attribute lookups, and calls a Python function only where the cheap answer fails.
+    no attribute lookups, and calls a Python function only where the cheap answer fails. With no
+    ``read_negseq`` it reads at ``published[0]``, the writer's last published sequence number (negated):
+    the writer's engine points its `get` at the current version's lookup, so a get runs no engine frame.
 
     Order: the memtables, newest first (a dict probe each; `Memtable.get` only for a key with several
     versions or a newer one); then the tables whose range holds the key, newest first: each L0 table
@@ -59,7 +64,9 @@ def _lookup(mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], .
     cache = next(iter(caches.values())) if caches else BlockCache(0)
     peek, mark, counts = cache.peek, cache.mark, cache.counts
 
-    def lookup(key: bytes, read_negseq: int) -> bytes | None:
+    def lookup(key: bytes, read_negseq: int | None = None) -> bytes | None:
+        if read_negseq is None:
+            read_negseq = published[0]  # type: ignore[index]  # (a version with no cell is always given one)
         for slot, mem_get in mem_slots:
             e = slot(key)
             if e is not None:
@@ -102,9 +109,16 @@ def _lookup(mems: tuple[Memtable, ...], levels: tuple[tuple[TableReader, ...], .
 class Version:
     """Immutable once built. Cost of a build: O(total tables)."""
 
-    __slots__ = ("mem", "imms", "memtables", "levels", "_largest", "_smallest", "has_tables", "get", "find")
+    __slots__ = ("mem", "imms", "memtables", "levels", "published", "_largest", "_smallest", "has_tables", "get",
+                 "find")
 
-    def __init__(self, mem: Memtable, imms: tuple[Memtable, ...], levels: Sequence[Sequence[TableReader]]) -> None:
+    def __init__(
+        self,
+        mem: Memtable,
+        imms: tuple[Memtable, ...],
+        levels: Sequence[Sequence[TableReader]],
+        published: list[int] | None = None,
+    ) -> None:
         self.mem = mem
         self.imms = imms
         self.memtables: tuple[Memtable, ...] = (mem,) + imms if mem is not None else imms  # None: a job's
@@ -113,13 +127,16 @@ class Version:
         self._largest = [[t.largest for t in level] for level in self.levels]
         self._smallest = [[t.smallest for t in level] for level in self.levels]
         self.has_tables = any(self.levels)
-        self.get: Lookup = _lookup(self.memtables, self.levels)
-        """``get(key, read_negseq)``: the value of the newest entry of ``key`` visible at ``read_negseq`` in
+        self.published = published
+        """The writer's one-item list of its last published sequence number, negated (the default of `get`);
+        None for a version of a job or a reader, whose callers always give one."""
+        self.get: Lookup = _lookup(self.memtables, self.levels, published)
+        """``get(key, read_negseq=None)``: the value of the newest entry of ``key`` visible at ``read_negseq`` in
         the active memtable, the immutable ones (newest first), then the tables (None: a tombstone, or no
         entry). The body of every point read, writer's and reader's. Cost: one dict probe a memtable; then
         per table whose range holds the key two dict probes when its block is gathered in the table's
         `TablePoints`, or else `TableReader.get` (bloom filter, hash index, block)."""
-        self.find: Lookup = _lookup((), self.levels)
+        self.find: Lookup = _lookup((), self.levels, published)
         """``find(key, read_negseq)``: `get` in the tables only (the memtables are the caller's)."""
 
     def get_many(self, keys: list[bytes], read_negseq: int) -> list[bytes | None]:
@@ -154,7 +171,7 @@ class Version:
         return [None if v is _ABSENT else v for v in out]  # type: ignore[misc]
 
     def with_memtables(self, mem: Memtable, imms: tuple[Memtable, ...]) -> "Version":
-        return Version(mem, imms, self.levels)
+        return Version(mem, imms, self.levels, self.published)
 
     def table_for(self, level: int, key: bytes) -> TableReader | None:
         """The one table of sorted level ``level`` (>= 1) whose range holds ``key``. O(log tables)."""

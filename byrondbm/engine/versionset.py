@@ -55,7 +55,9 @@ class VersionSet:
     def __init__(self, directory: str, state: ManifestState, version: Version, cache: BlockCache, mode: int) -> None:
         self.directory = directory
         self.state = state
-        self.current = version
+        self.on_install: Optional[Callable[[Version], None]] = None
+        """Called with each version made current (the writer's engine points its `get` at its lookup)."""
+        self._current = version
         self.cache = cache
         self.lock = threading.RLock()
         self.counters: collections.Counter[str] = collections.Counter(state.totals)
@@ -64,6 +66,16 @@ class VersionSet:
         self._manifest: Optional[ManifestWriter] = None
         self._held: collections.Counter[int] = collections.Counter()  # table number -> running jobs reading it
         self._doomed: set[int] = set()  # tables out of the version, unlinked when no job holds them
+
+    @property
+    def current(self) -> Version:
+        return self._current
+
+    @current.setter
+    def current(self, version: Version) -> None:
+        self._current = version
+        if self.on_install is not None:
+            self.on_install(version)
 
     # ------------------------------------------------------------------ files
 
