@@ -93,7 +93,7 @@ class Engine:
         self._refresh_interval = options.refresh_interval
         self._next_refresh = 0.0  # monotonic time of a reader's next refresh by refresh_interval
         self._view: tuple[int, Version]  # a reader's (-sequence number, version), published together
-        self._published = [0]  # the writer's last published sequence number, negated: a get's default
+        self._published = [0]  # `_last_seq`, negated: what a writer's versions read by default (Version)
 
         try:
             dirs.prepare(directory, create and not read_only, replace, mode)
@@ -131,6 +131,16 @@ class Engine:
             if options.background_compaction:
                 self._compactor.start()
         self._refresh_limit()
+
+    @property
+    def _last_seq(self) -> int:
+        """The last published sequence number: the one state, kept negated in `_published`, the cell every
+        version of a writer reads its default from."""
+        return -self._published[0]
+
+    @_last_seq.setter
+    def _last_seq(self, seq: int) -> None:
+        self._published[0] = -seq
 
     # ------------------------------------------------------------------ opening
 
@@ -174,7 +184,6 @@ class Engine:
         else:
             self._resume_log(resume, imms)
         self._last_seq = r.last_seq
-        self._published[0] = -r.last_seq
         self._vs.remove_obsolete_files()
 
     def _resume_log(self, mem: Memtable, imms: list[Memtable]) -> None:
@@ -230,7 +239,7 @@ class Engine:
             mem = self._mem
             if mem.size >= self._limit:
                 mem = self._admit()
-            seq = self._last_seq + 1
+            seq = 1 - self._published[0]  # _last_seq + 1, without the property's call
             wal = self._wal
             try:
                 end = wal.add_put(seq, key, value)  # type: ignore[union-attr]
@@ -238,7 +247,6 @@ class Engine:
                 raise error(e.errno, f"write to the log failed: {e.strerror}", wal.path) from e  # type: ignore[union-attr]
             # Published first: point reads (lock-free) read at the published sequence number and see either
             # the old entry or this one, a single dict store apart.
-            self._last_seq = seq
             self._published[0] = -seq
             mem.put((key, -seq, value), self._pinned)
         if self._durability is SYNC:
@@ -254,7 +262,7 @@ class Engine:
             mem = self._mem
             if mem.size >= self._limit:
                 mem = self._admit()
-            seq = self._last_seq + 1
+            seq = 1 - self._published[0]
             wal = self._wal
             try:
                 end = wal.add(encode_batch(seq, ops))  # type: ignore[union-attr]
@@ -265,7 +273,6 @@ class Engine:
             for key, value in ops:
                 put((key, -seq, value), True)
                 seq += 1
-            self._last_seq = seq - 1
             self._published[0] = 1 - seq
         if self._durability is SYNC:
             self._sync_to(wal, end)  # type: ignore[arg-type]
@@ -413,7 +420,7 @@ class Engine:
         if self._closed:
             raise error("database is closed")
         if read_negseq is None:
-            read_negseq = -self._last_seq
+            read_negseq = self._published[0]
         return self._vs.current.get(key, read_negseq)
 
     def _installed(self, v: Version) -> None:
@@ -431,7 +438,7 @@ class Engine:
             raise error("database is closed")
         if read_negseq is None:
             if self._follower is None:
-                read_negseq, v = -self._last_seq, self._vs.current
+                read_negseq, v = self._published[0], self._vs.current
             else:
                 if self._refresh_interval is not None and time.monotonic() >= self._next_refresh:
                     self.refresh()
