@@ -145,7 +145,7 @@ def test_mixed_tables_share_one_cache(tmp_path: Path) -> None:
     key = entries[0][0]
     cache.evict_table(1)
     reader.get(key, key_hashes(key), LATEST)
-    held = cache.get(reader.point_parts()[1])
+    held = cache.get(reader.point_parts()[0])
     assert isinstance(held, TablePoints) and sum(len(v or b"") for v in held.values()) > reader._sizes[0]
     assert all(held[k] == v for k, _, v in entries if k in held) and key in held
     for reader, _ in tables:

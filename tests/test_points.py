@@ -63,7 +63,8 @@ def test_lookups_gather_a_table_and_older_readers_still_see_old_versions(tmp_pat
     )
     entries += [(b"zz", -s, b"%d" % s) for s in range(400, 0, -1)]  # one key over several blocks
     reader, props, cache = table_of(tmp_path, entries)
-    last_keys, points_key, negmax, shared = reader.point_parts()
+    points_key, negmax, shared = reader.point_parts()
+    last_keys = reader.last_keys
     assert shared is cache and negmax == -props.max_seq and len(last_keys) == props.num_data_blocks > 20
 
     def model(key: bytes, read_negseq: int) -> tuple | None:
@@ -163,7 +164,7 @@ def test_scans_of_a_complete_table_without_tombstones_come_from_its_points(tmp_p
     read = -props.max_seq
     for key in newest:
         reader.get(key, key_hashes(key), LATEST)
-    _, points_key, _, _ = reader.point_parts()
+    points_key, _, _ = reader.point_parts()
     points = cache.peek(points_key)[0]  # type: ignore[index]
     assert points.missing == 0 and points.order is None
     blocks_cached = len(cache)
@@ -244,7 +245,7 @@ def test_reverse_merges_of_clean_blocks_keep_a_key_continued_across_blocks_whole
     model = {e[0]: e[2] for e in reversed(entries)}  # the newest version of each key in the table
     model.update(newer)
     read = -6000
-    last_keys = reader.point_parts()[0]
+    last_keys = reader.last_keys
     continued = sum(1 for a, b in zip(last_keys, last_keys[1:]) if a in newer)
     for start, stop in [(None, None), (b"k0100", b"k0300")]:
         runs = [mem.chunks(start, stop, True, read, merged=True), reader.chunks(start, stop, True, read, merged=True)]
@@ -263,7 +264,8 @@ def test_a_lookup_gathers_its_group_and_leaves_a_damaged_neighbour_to_its_own_re
     rng = random.Random(6)
     entries = [(b"k%05d" % i, -1, rng.randbytes(40)) for i in range(1000)]
     reader, props, cache = table_of(tmp_path, entries, compression="none")  # values findable in the file
-    last_keys, points_key, _, _ = reader.point_parts()
+    points_key, _, _ = reader.point_parts()
+    last_keys = reader.last_keys
     assert props.num_data_blocks > 2 * GATHER_GROUP
     group = [e for e in entries if e[0] <= last_keys[GATHER_GROUP - 1]]  # the entries of blocks 0..15
     victim = group[len(group) // 2]  # a block in the middle of the group gets damaged
@@ -290,7 +292,7 @@ def test_a_lookup_gathers_its_group_and_leaves_a_damaged_neighbour_to_its_own_re
 def test_a_table_of_large_values_caches_no_empty_points(tmp_path: Path) -> None:
     entries = [(b"k%03d" % i, -1, bytes([i]) * 300) for i in range(40)]  # every value stored out of line
     reader, _, cache = table_of(tmp_path, entries, large_value_threshold=100)  # type: ignore[arg-type]
-    _, points_key, _, _ = reader.point_parts()
+    points_key, _, _ = reader.point_parts()
     for key, negseq, value in entries:
         assert reader.get(key, key_hashes(key), LATEST) == (key, negseq, value)
     assert cache.peek(points_key) is None  # nothing gathered: the blocks are cached as bytes

@@ -142,7 +142,7 @@ def test_scans_beside_tables_gathered_for_lookups(tmp_path: Path) -> None:
     assert len(tables) == 2
 
     def points() -> list:
-        return [(cache.peek(key) or (None,))[0] for _, key, _, cache in (t.point_parts() for t in tables)]
+        return [(cache.peek(key) or (None,))[0] for key, _, cache in (t.point_parts() for t in tables)]
 
     held = points()
     assert all(isinstance(p, TablePoints) and p.missing == 0 for p in held)

@@ -215,7 +215,7 @@ def test_cache_holds_points_or_bytes_for_lookups_and_decoded_blocks_for_scans_an
     reader = TableReader(str(tmp_path / "t.sst"), 1, roomy)
     assert reader.get(b"00100", key_hashes(b"00100"), LATEST) == entries[100]
     ((key, (points, charge)),) = roomy._map.items()
-    _, points_key, _, _ = reader.point_parts()
+    points_key, _, _ = reader.point_parts()
     assert key == points_key and isinstance(points, TablePoints) and charge == roomy.charge
     assert points[b"00100"] == b"v" * 50 and points.missing == reader.properties.num_data_blocks - GATHER_GROUP
     assert charge > point_charge(sum(len(k) + len(v) for k, v in points.items()), len(points))  # the contents and more
@@ -238,7 +238,7 @@ def test_cache_holds_points_or_bytes_for_lookups_and_decoded_blocks_for_scans_an
     held = len(cache)
     assert list(reader.iter(b"00100", b"00101", fill_cache=False)) == [entries[100]]
     last = reader._num_blocks - 1  # a one-pass read (compaction) caches nothing it reads
-    assert list(reader.iter(reader._last_keys[last], fill_cache=False)) == entries[-1:]
+    assert list(reader.iter(reader.last_keys[last], fill_cache=False)) == entries[-1:]
     assert len(cache) == held
     reader.close()
 

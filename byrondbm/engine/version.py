@@ -51,7 +51,7 @@ def _lookup(
     costs less than that bisection over cold memory.)
     """
     mem_slots = tuple((m.slot, m.get) for m in mems)
-    parts = {t: (*t.point_parts()[1:3], t.get) for level in levels for t in level}
+    parts = {t: (*t.point_parts()[:2], t.get) for level in levels for t in level}
     # An L0 table is its own run: its bounds and parts, checked with no bisection; a sorted level is the
     # list of its tables' largest keys, smallest keys and parts.
     runs: tuple[tuple[Any, Any, Any], ...] = tuple((t.largest, t.smallest, parts[t]) for t in levels[0]) + tuple(
@@ -59,7 +59,7 @@ def _lookup(
         for level in levels[1:]
         if level
     )
-    caches = {id(cache): cache for cache in (t.point_parts()[3] for t in parts)}
+    caches = {id(cache): cache for cache in (t.point_parts()[2] for t in parts)}
     assert len(caches) <= 1, "the tables of a version share one block cache"
     cache = next(iter(caches.values())) if caches else BlockCache(0)
     peek, mark, counts = cache.peek, cache.mark, cache.counts

@@ -303,13 +303,19 @@ class TableReader:
             return (key, entry[1], self._read_large(entry[2]))  # type: ignore[index]
         return entry  # type: ignore[return-value]
 
-    def point_parts(self) -> tuple[list[bytes], int, int, BlockCache]:
+    @property
+    def last_keys(self) -> list[bytes]:
+        """The last key of each data block, in block order (the index): block ``b`` holds the keys above
+        ``last_keys[b - 1]`` up to ``last_keys[b]``. The list is the reader's own; do not change it."""
+        return self._last_keys
+
+    def point_parts(self) -> tuple[int, int, BlockCache]:
         """What `Version`'s lookup inlines to answer from the table's `TablePoints` before calling `get`:
-        ``(last keys of the blocks, the points' cache key, -largest sequence number, cache)``. A reader
-        with ``read_negseq`` at or below the third sees every entry of the table, so the points answer it:
-        a key found there, its value (None: a tombstone); a key not found, absent when no block is
-        missing or its block ``bisect_left(last_keys, key)`` is gathered; else `get` must tell."""
-        return self._last_keys, self._points_key, -self.properties.max_seq, self._cache
+        ``(the points' cache key, -largest sequence number, cache)``. A reader with ``read_negseq`` at or
+        below the second sees every entry of the table, so the points answer it: a key found there, its
+        value (None: a tombstone); a key not found, absent once every block is gathered; else `get` must
+        tell."""
+        return self._points_key, -self.properties.max_seq, self._cache
 
     def get_many(self, keys: list[bytes], read_negseq: int) -> dict[int, bytes | None]:
         """The value (None: a tombstone) of the newest entry visible at ``read_negseq`` of each of ``keys``
