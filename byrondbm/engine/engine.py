@@ -53,7 +53,7 @@ class Engine:
     """A log-structured merge tree in one directory.
 
     Costs: ``put`` one log append (one ``os.write``) and one dict store; ``get`` O(1) per memtable plus,
-    per table searched, a bloom check and a cached-block lookup; ``iterate`` O(log k) per entry for k sources.
+    per table searched, a dict probe of its points, else a bloom check, a hash-index bucket and a block lookup; ``iterate`` O(log k) per entry for k sources.
     """
 
     def __init__(
@@ -79,7 +79,7 @@ class Engine:
         self._write_lock = threading.RLock()
         self._cond = threading.Condition(self._write_lock)
         self._pins: collections.Counter[int] = collections.Counter()
-        self._pin_lock = threading.Lock()  # guards _pins alone, for the compactor's smallest_snapshot
+        self._pin_lock = threading.Lock()  # guards _pins, _pinned and _pinned_versions; alone for the compactor
         self._pinned = False
         self._cache = BlockCache(options.block_cache_size)
         self._wal: Optional[LogWriter] = None

@@ -1,7 +1,7 @@
 """Every name byrondbm gives a file in its directory lives here (as LevelDB's ``db/filename.h``).
 
     CURRENT            one line: the name of the live manifest, then "\\n"
-    LOCK               held with fcntl.flock (exclusive for writers, shared for readers)
+    LOCK               held by the writer with an exclusive fcntl.flock; readers take no lock
     MANIFEST-NNNNNN    version edits (framed records, see manifest.py)
     NNNNNN.log         write-ahead log (framed records, see wal.py)
     NNNNNN.img         image of log NNNNNN's memtable, saved at close (see memimage.py)

@@ -5,7 +5,8 @@ A `Version` holds the active memtable, the immutable memtables (newest first) an
 Version on every rotation, flush or compaction; readers take a reference to the current one and keep using
 it, so they never see a half-applied change. Python's reference counting keeps every table reader of a
 version alive (and its file descriptor open) while any reader holds the version; a table file is unlinked
-when it leaves the current version, which POSIX allows while descriptors on it are still being read.
+once it has left the current version and no running job holds it (`VersionSet.hold`), which POSIX allows
+while descriptors on it are still being read.
 """
 
 from __future__ import annotations

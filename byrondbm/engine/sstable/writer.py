@@ -1,7 +1,8 @@
 """TableWriter: streams entries (in entry order) into a new table file; see format.py for the layout.
 
-Writes go through a 1 MiB buffer; a large value goes out as its chunk run as soon as it is added, so it
-lands before the data block that refers to it. Each data block is compressed or not as `BlockCompressor`
+Writes go through a 1 MiB buffer; a large value goes out as its chunk run when its entry is encoded (at
+once in `add_many`, with the next batch of `_BATCH` entries in `add`), so it lands before the data block
+that refers to it. Each data block is compressed or not as `BlockCompressor`
 (codec.py) decides, in the writer's process. Memory: one data block, the buffer, and 24 bytes per
 distinct key (hashes, block and entry numbers for the filter and the hash index, built in `finish`).
 """
