@@ -53,7 +53,8 @@ class Engine:
     """A log-structured merge tree in one directory.
 
     Costs: ``put`` one log append (one ``os.write``) and one dict store; ``get`` O(1) per memtable plus,
-    per table searched, a dict probe of its points, else a bloom check, a hash-index bucket and a block lookup; ``iterate`` O(log k) per entry for k sources.
+    per table searched, a dict probe of its points, else a bloom check, a hash-index bucket and a block
+    lookup; ``iterate`` O(log k) per entry for k sources.
     """
 
     def __init__(

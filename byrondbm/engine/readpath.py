@@ -70,7 +70,8 @@ class Level:
 
 def sources(v: Version, start: Optional[bytes], stop: Optional[bytes]) -> list[Source]:
     """The sources of ``v`` that may hold keys of ``[start, stop)``, newest first: memtables, L0 tables,
-    then one `Level` a sorted level. Cost: an emptiness test a memtable, a range test an L0 table, a bisect a level."""
+    then one `Level` a sorted level. Cost: an emptiness test a memtable, a range test an L0 table, a
+    bisect a level."""
     found: list[Source] = [m for m in (v.mem, *v.imms) if len(m)]
     found += [
         t for t in v.levels[0]

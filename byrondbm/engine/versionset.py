@@ -117,7 +117,8 @@ class VersionSet:
 
     def retire(self, tables: Iterable[TableReader]) -> None:
         """``tables`` left the current version: drop their cached blocks and unlink them (now, or when the
-        last job reading them ends). Their bloom counters go to this session's counters (not persisted: not in `TOTALS`)."""
+        last job reading them ends). Their bloom counters go to this session's counters (not persisted:
+        not in `TOTALS`)."""
         later = []
         with self.lock:
             for t in tables:

@@ -219,11 +219,11 @@ class TableReader:
         bucket (empty: the key is absent) and second bucket, one of which names the key's first entry for
         ~75 % of present keys: when that entry's block is cached, a check of the entry proves the key
         present and the visible version is decoded, with four `struct` unpacks and no Python frame but
-        `find_in_block`'s and `BlockCache.hit`'s (and `_promote`'s when the cache has room to gather it). A bucket naming a block whose range holds the key sends
-        the lookup to that block (from the cache, else `_load_raw`: one pread of its group gathered into the points while the
-        cache has room, else of the block, its bytes offered to `BlockCache.admit`), in a
-        table of `TRUSTED_HINT_BLOCKS` blocks or more with no other bloom probe (`TRUSTED_HINT_BLOCKS`
-        says why). Otherwise the other bloom probes, then the block by bisecting the index. The cache
+        `find_in_block`'s and `BlockCache.hit`'s (and `_promote`'s when the cache has room to gather it).
+        A bucket naming a block whose range holds the key sends the lookup to that block (from the cache,
+        else `_load_raw`: one pread of its group, gathered into the points while the cache has room, else
+        of the block, its bytes offered to `BlockCache.admit`), in a table of `TRUSTED_HINT_BLOCKS` blocks
+        or more with no other bloom probe (`TRUSTED_HINT_BLOCKS` says why). Otherwise the other bloom probes, then the block by bisecting the index. The cache
         counts a hit or a miss only for a block a lookup used.
         """
         if self._closed:
