@@ -223,8 +223,9 @@ class TableReader:
         A bucket naming a block whose range holds the key sends the lookup to that block (from the cache,
         else `_load_raw`: one pread of its group, gathered into the points while the cache has room, else
         of the block, its bytes offered to `BlockCache.admit`), in a table of `TRUSTED_HINT_BLOCKS` blocks
-        or more with no other bloom probe (`TRUSTED_HINT_BLOCKS` says why). Otherwise the other bloom probes, then the block by bisecting the index. The cache
-        counts a hit or a miss only for a block a lookup used.
+        or more with no other bloom probe (`TRUSTED_HINT_BLOCKS` says why). Otherwise the other bloom
+        probes, then the block by bisecting the index. The cache counts a hit or a miss only for a block a
+        lookup used.
         """
         if self._closed:
             raise error(f"table {self.path} is closed")
