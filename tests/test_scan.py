@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import threading
+import time
 from itertools import islice
 from typing import Optional
 
@@ -318,7 +319,8 @@ def test_scan_of_100000_keys_under_concurrent_writes_flushes_and_compactions(tmp
 
     The writer runs a round each time the scan has read another tenth of the keys (and the scan waits for
     it), so every kind of change provably happens mid-scan; a second thread writes and deletes all the
-    while, interleaving with the scan's reads of memtables and tables at arbitrary points.
+    while, interleaving with the scan's reads of memtables and tables at arbitrary points (and at least
+    150 times at each round: the scan waits for them, so no scheduling can leave them out).
     """
     path = tmp_path / "db"
     db = byrondbm.open(path, "c", memtable_size=64 * 1024, target_file_size=64 * 1024, level1_size=256 * 1024, block_size=1024)
@@ -372,11 +374,11 @@ def test_scan_of_100000_keys_under_concurrent_writes_flushes_and_compactions(tmp
                     db.pop(b"key%07d" % (2 * k), None)
                 else:
                     db[b"key%07d" % (2 * k + i % 2)] = b"churn%d" % i
-            churned[0] = i
+                churned[0] = i
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             failures.append(e)
 
-    threads = [threading.Thread(target=writer), threading.Thread(target=churn)]
+    threads = [threading.Thread(target=writer, daemon=True), threading.Thread(target=churn, daemon=True)]  # (a failed run exits)
     for t in threads:
         t.start()
     got = []
@@ -386,13 +388,18 @@ def test_scan_of_100000_keys_under_concurrent_writes_flushes_and_compactions(tmp
             go.set()
             done.wait()
             done.clear()
+            target = churned[0] + 150  # the churn writes between these reads, however the threads are scheduled
+            deadline = time.monotonic() + 120
+            while churned[0] < target and not failures:
+                assert time.monotonic() < deadline, "the churning thread made no progress"
+                time.sleep(0.001)
             if failures:
                 break
     scanned.set()
     for t in threads:
         t.join()
     assert not failures, failures
-    assert churned[0] > 1000
+    assert churned[0] >= 150 * rounds
     assert got == expected
     assert list(snap.scan(reverse=reverse)) == expected
     assert tables_at_start - {f for f in os.listdir(path) if f.endswith(".sst")}, "no table was deleted under the scan"
