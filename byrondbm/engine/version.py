@@ -52,7 +52,8 @@ def _lookup(
     costs less than that bisection over cold memory.)
     """
     mem_slots = tuple((m.slot, m.get) for m in mems)
-    parts = {t: (*t.point_parts()[:2], t.get) for level in levels for t in level}
+    table_parts = {t: t.point_parts() for level in levels for t in level}
+    parts = {t: (points_key, negmax, t.get) for t, (points_key, negmax, _) in table_parts.items()}
     # An L0 table is its own run: its bounds and parts, checked with no bisection; a sorted level is the
     # list of its tables' largest keys, smallest keys and parts.
     runs: tuple[tuple[Any, Any, Any], ...] = tuple((t.largest, t.smallest, parts[t]) for t in levels[0]) + tuple(
@@ -60,7 +61,7 @@ def _lookup(
         for level in levels[1:]
         if level
     )
-    caches = {id(cache): cache for cache in (t.point_parts()[2] for t in parts)}
+    caches = {id(cache): cache for _, _, cache in table_parts.values()}
     assert len(caches) <= 1, "the tables of a version share one block cache"
     cache = next(iter(caches.values())) if caches else BlockCache(0)
     peek, mark, counts = cache.peek, cache.mark, cache.counts
